@@ -1,0 +1,3 @@
+from de3pipe.cli import main
+
+main()

@@ -1,0 +1,151 @@
+"""Threshold calibration on the validation split.
+
+Each strategy's knob (and lambda for de3) is swept over a grid to trace its whole
+metric/speed-up curve. For every target speed-up the operating point is the point with the
+best validation metric among those reaching the target; the thresholds are then frozen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from de3pipe.config import CalibrationConfig
+from de3pipe.metrics import layer_speedup, primary_metric, task_metrics
+from de3pipe.errors import De3Error
+from de3pipe.signals import Signals, edr
+from de3pipe.strategies import Strategy, make_strategy, replay
+from de3pipe.tasks import GlueTask, get_task
+
+log = logging.getLogger(__name__)
+
+
+def threshold_grid(values: np.ndarray, n: int) -> np.ndarray:
+    """Thresholds between consecutive quantiles of ``values`` plus both ends: each one sits
+    between observed values, so tiny float differences never flip a decision."""
+    quantiles = np.unique(np.quantile(values.astype(np.float64), np.linspace(0, 1, n)))
+    span = max(float(quantiles[-1] - quantiles[0]), 1e-6)
+    middles = (quantiles[:-1] + quantiles[1:]) / 2
+    return np.concatenate([[quantiles[0] - span], middles, [quantiles[-1] + span]])
+
+
+def candidate_strategies(name: str, signals: Signals, cfg: CalibrationConfig, eps: float) -> Iterator[Strategy]:
+    """Every knob setting to try for strategy ``name``."""
+    inner = slice(0, signals.num_layers - 1)  # exit decisions happen at layers 1..M-1
+    n = cfg.n_thresholds
+    if name == "de3":
+        for lam in cfg.lambdas:
+            values = edr(signals.entropy[:, inner], signals.dr, lam, eps)
+            for tau in threshold_grid(values, n):
+                yield make_strategy("de3", tau=float(tau), lam=float(lam), eps=eps)
+    elif name in ("entropy", "distance"):
+        values = signals.entropy[:, inner] if name == "entropy" else signals.dr
+        for tau in threshold_grid(values, n):
+            yield make_strategy(name, tau=float(tau))
+    elif name == "maxprob":
+        for tau in threshold_grid(np.exp(signals.log_probs[:, inner].max(-1)), n):
+            yield make_strategy(name, tau=float(tau))
+    elif name == "pcee":
+        for t in cfg.pcee_patience:
+            for tau in threshold_grid(signals.entropy[:, inner], n):
+                yield make_strategy(name, tau=float(tau), t=t)
+    elif name == "patience":
+        for t in range(1, signals.num_layers):
+            yield make_strategy(name, t=t)
+    elif name == "static":
+        for k in range(1, signals.num_layers + 1):
+            yield make_strategy(name, k=k)
+    elif name == "oracle":
+        yield make_strategy(name)
+
+
+def evaluate_strategy(strategy: Strategy, signals: Signals, task: GlueTask) -> dict:
+    exit_layer, prediction = replay(strategy, signals)
+    return {
+        "strategy": strategy.name,
+        **strategy.knobs(),
+        "speedup": layer_speedup(exit_layer, signals.num_layers),
+        "mean_exit_layer": float(exit_layer.mean()),
+        **task_metrics(task, signals.labels, prediction),
+    }
+
+
+def sweep(signals: Signals, cfg: CalibrationConfig, eps: float) -> pd.DataFrame:
+    """The metric/speed-up curve of every configured strategy on ``signals`` (one row per knob setting)."""
+    task = get_task(signals.meta["task"])
+    rows = [
+        evaluate_strategy(strategy, signals, task)
+        for name in cfg.strategies
+        for strategy in candidate_strategies(name, signals, cfg, eps)
+    ]
+    return pd.DataFrame(rows).drop(columns=["eps"], errors="ignore")
+
+
+KNOB_COLUMNS = ("tau", "lam", "t", "k")
+
+
+def _knobs_of(row: pd.Series) -> dict:
+    knobs = {}
+    for key in KNOB_COLUMNS:
+        if key in row and pd.notna(row[key]):
+            knobs[key] = int(row[key]) if key in ("t", "k") else float(row[key])
+    return knobs
+
+
+def choose_operating_point(curve: pd.DataFrame, target: float, metric: str, strategy: str) -> dict:
+    """Best ``metric`` among points with speed-up >= target; if none, the fastest point, flagged."""
+    reaching = curve[curve["speedup"] >= target - 1e-9]
+    if len(reaching):
+        best = reaching.sort_values([metric, "speedup"], ascending=[False, True], kind="stable").iloc[0]
+        status, message = "ok", ""
+    else:
+        best = curve.sort_values(["speedup", metric], ascending=[False, False], kind="stable").iloc[0]
+        low, high = curve["speedup"].min(), curve["speedup"].max()
+        status = "unreachable"
+        message = (
+            f"{strategy} cannot reach {target:g}x on the validation split: its reachable range is "
+            f"{low:.2f}x-{high:.2f}x; using the nearest point, {best['speedup']:.2f}x"
+        )
+        log.warning(message)
+    return {
+        "knobs": _knobs_of(best),
+        "validation_speedup": float(best["speedup"]),
+        f"validation_{metric}": float(best[metric]),
+        "status": status,
+        "message": message,
+    }
+
+
+def calibrate(signals: Signals, cfg: CalibrationConfig, eps: float) -> tuple[dict, pd.DataFrame]:
+    """Frozen operating points (strategy -> target -> knobs) and the validation curves."""
+    task = get_task(signals.meta["task"])
+    if not signals.has_labels:
+        raise De3Error("calibration needs a labeled split; give the signals of the validation split")
+    too_fast = [t for t in cfg.targets if t > signals.num_layers]
+    if too_fast:
+        raise De3Error(
+            f"target speed-up(s) {too_fast} exceed the model's {signals.num_layers} layers (the most any "
+            f"strategy can reach is {signals.num_layers}x, every sample leaving at layer 1); lower calibration.targets"
+        )
+    metric = primary_metric(task)
+    curves = sweep(signals, cfg, eps)
+    thresholds: dict[str, dict] = {}
+    for name in cfg.strategies:
+        curve = curves[curves["strategy"] == name]
+        if name == "oracle":  # no knob: one point, reported as is
+            thresholds[name] = {"any": choose_operating_point(curve, 1.0, metric, name)}
+            continue
+        thresholds[name] = {f"{target:g}": choose_operating_point(curve, target, metric, name) for target in cfg.targets}
+    result = {
+        "task": task.name,
+        "metric": metric,
+        "num_layers": signals.num_layers,
+        "eps": eps,
+        "targets": cfg.targets,
+        "validation_samples": signals.num_samples,
+        "strategies": thresholds,
+    }
+    return result, curves

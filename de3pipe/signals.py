@@ -1,0 +1,136 @@
+"""Exit signals (method.md): computed once per layer in torch, stored and replayed in numpy.
+
+``layer_signals`` is the one implementation used by the signal pass and by the early-exit
+engine, so replayed decisions and live decisions see the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from de3pipe.errors import De3Error
+from de3pipe.io import write_npz
+
+
+@dataclass
+class LayerSignals:
+    """Signals of a batch at one layer (numpy, one row per sample)."""
+
+    log_probs: np.ndarray  # (B, K)
+    pred: np.ndarray  # (B,)
+    entropy: np.ndarray  # (B,) normalised to [0, 1]
+    r1: np.ndarray | None = None  # distance to the predicted class's prototype
+    r2: np.ndarray | None = None  # distance to the nearest other prototype
+    dr: np.ndarray | None = None  # distance ratio in [0, 1]
+
+    @property
+    def maxprob(self) -> np.ndarray:
+        return np.exp(self.log_probs.max(-1))
+
+
+def layer_signals(logits: torch.Tensor, distances: torch.Tensor | None, eps: float) -> LayerSignals:
+    # log_softmax, not softmax-then-log: no overflow, no log(0).
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    pred = log_probs.argmax(-1)
+    n_classes = log_probs.shape[-1]
+    entropy = -(log_probs.exp() * log_probs).sum(-1) / math.log(n_classes)
+    out = LayerSignals(log_probs.numpy(), pred.numpy(), entropy.clamp(0, 1).numpy())
+    if distances is not None:
+        distances = distances.float()
+        r1 = distances.gather(1, pred[:, None]).squeeze(1)
+        r2 = distances.scatter(1, pred[:, None], float("inf")).min(-1).values
+        ratio = 0.5 * (1 + (r1 - r2) / torch.maximum(r1, r2).clamp(min=eps))
+        # A class never seen in training has no prototype (distance inf): treat it as far away.
+        dr = torch.where(torch.isinf(r1), 1.0, torch.where(torch.isinf(r2), 0.0, ratio))
+        out.r1, out.r2, out.dr = r1.numpy(), r2.numpy(), dr.numpy()
+    return out
+
+
+def edr(entropy: np.ndarray, dr: np.ndarray, lam: float, eps: float = 1e-8) -> np.ndarray:
+    """Hybrid indicator, a weighted harmonic mean: (lam+1) / (lam/DR + 1/E); lam=0 gives E."""
+    return (lam + 1) / (lam / np.maximum(dr, eps) + 1 / np.maximum(entropy, eps))
+
+
+@dataclass
+class Signals:
+    """Every sample's signals at every layer for one split: what strategies are replayed on."""
+
+    log_probs: np.ndarray  # (N, M, K) float32
+    pred: np.ndarray  # (N, M) int64
+    entropy: np.ndarray  # (N, M)
+    r1: np.ndarray  # (N, M-1)
+    r2: np.ndarray  # (N, M-1)
+    dr: np.ndarray  # (N, M-1)
+    labels: np.ndarray  # (N,) -1 where unlabeled
+    idx: np.ndarray  # (N,) the split's example ids
+    meta: dict = field(default_factory=dict)
+
+    ARRAYS = ("log_probs", "pred", "entropy", "r1", "r2", "dr", "labels", "idx")
+
+    @property
+    def num_samples(self) -> int:
+        return self.pred.shape[0]
+
+    @property
+    def num_layers(self) -> int:
+        return self.pred.shape[1]
+
+    @property
+    def has_labels(self) -> bool:
+        return bool((self.labels >= 0).all())
+
+    def layer(self, layer: int) -> LayerSignals:
+        """Signals at 1-based ``layer`` for all samples."""
+        m = layer - 1
+        last = layer == self.num_layers
+        return LayerSignals(
+            self.log_probs[:, m],
+            self.pred[:, m],
+            self.entropy[:, m],
+            None if last else self.r1[:, m],
+            None if last else self.r2[:, m],
+            None if last else self.dr[:, m],
+        )
+
+    def save(self, path: str | Path) -> None:
+        arrays = {name: getattr(self, name) for name in self.ARRAYS}
+        write_npz(path, meta=np.array(json.dumps(self.meta)), **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Signals:
+        path = Path(path)
+        if not path.is_file():
+            raise De3Error(f"signals file {path} does not exist; run `de3pipe signals` first")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in cls.ARRAYS}
+                meta = json.loads(str(data["meta"]))
+        except (OSError, ValueError, KeyError) as exc:
+            raise De3Error(f"signals file {path} is corrupt ({exc}); re-run `de3pipe signals`") from None
+        return cls(**arrays, meta=meta)
+
+    @classmethod
+    def concatenate(cls, layers: list[list[LayerSignals]], labels: np.ndarray, idx: np.ndarray, meta: dict) -> Signals:
+        """Build from per-batch lists of per-layer signals (``layers[b][m]``)."""
+
+        def stack(attr: str, upto: int) -> np.ndarray:
+            return np.concatenate([np.stack([getattr(s, attr) for s in batch[:upto]], 1) for batch in layers])
+
+        n_layers = len(layers[0])
+        return cls(
+            log_probs=stack("log_probs", n_layers).astype(np.float32),
+            pred=stack("pred", n_layers).astype(np.int64),
+            entropy=stack("entropy", n_layers).astype(np.float32),
+            r1=stack("r1", n_layers - 1).astype(np.float32),
+            r2=stack("r2", n_layers - 1).astype(np.float32),
+            dr=stack("dr", n_layers - 1).astype(np.float32),
+            labels=labels.astype(np.int64),
+            idx=idx.astype(np.int64),
+            meta=meta,
+        )

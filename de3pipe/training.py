@@ -1,0 +1,244 @@
+"""The two training stages of method.md, each reading and writing a checkpoint folder.
+
+Stage 1 (:func:`finetune`): backbone + every internal classifier, weighted cross-entropy.
+Stage 2 (:func:`train_prototypes`): prototypical networks with DAR while the prototypes follow
+their EMA; with the backbone frozen (default) the per-layer pooled features are computed once
+and cached, so epochs cost only the small linear maps.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from de3pipe.batching import EncodedSplit, collate, encode_split, length_sorted_batches
+from de3pipe.config import Config, OptimConfig
+from de3pipe.data.prepare import PreparedData
+from de3pipe.errors import De3Error
+from de3pipe.io import atomic_dir, write_json
+from de3pipe.metrics import task_metrics
+from de3pipe.modeling import MultiExitModel, load_checkpoint
+
+log = logging.getLogger(__name__)
+METRICS_NAME = "train_metrics.json"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def layer_weights(n_layers: int, kind: str) -> torch.Tensor:
+    """IC loss weights: linear is PABEE's sum_m m*CE_m / sum_m m."""
+    raw = torch.arange(1, n_layers + 1, dtype=torch.float32) if kind == "linear" else torch.ones(n_layers)
+    return raw / raw.sum()
+
+
+def dar_loss(distances: torch.Tensor, labels: torch.Tensor, kind: str, margin: float) -> torch.Tensor:
+    """Distance-aware regularisation for one layer; ``distances`` (B, K) to the prototypes."""
+    if kind == "ce":  # prototypical-network loss: softmax over negative distances
+        return nn.functional.cross_entropy(-distances, labels)
+    gold = distances.gather(1, labels[:, None]).squeeze(1)
+    other = distances.scatter(1, labels[:, None], float("inf")).min(-1).values
+    return torch.relu(gold - other + margin).mean()
+
+
+def _optimizer(params: list[tuple[str, nn.Parameter]], cfg: OptimConfig, total_steps: int):
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = [
+        {"params": [p for n, p in params if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in params if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    return optimizer, scheduler
+
+
+def _total_steps(n_rows: int, cfg: OptimConfig) -> tuple[int, int]:
+    per_epoch = math.ceil(n_rows / cfg.batch_size)
+    total = math.ceil(cfg.epochs * per_epoch)
+    return per_epoch, min(total, cfg.max_steps) if cfg.max_steps else total
+
+
+def _shuffled_batches(n_rows: int, batch_size: int, generator: torch.Generator):
+    order = torch.randperm(n_rows, generator=generator).numpy()
+    for start in range(0, n_rows, batch_size):
+        yield order[start : start + batch_size]
+
+
+@torch.inference_mode()
+def forward_split(model: MultiExitModel, tokenizer, split: EncodedSplit, batch_size: int, progress: bool = False):
+    """Every layer's predictions (N, M) and pooled representations u (N, M, H), in split order."""
+    model.eval()
+    n = len(split)
+    preds = np.zeros((n, model.num_layers), dtype=np.int64)
+    pooled = torch.zeros(n, model.num_layers, model.config.hidden_size)
+    for rows in tqdm(list(length_sorted_batches(split, batch_size)), desc="forward", disable=not progress):
+        batch = collate(tokenizer, [split.features[i] for i in rows])
+        logits, u = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        preds[rows] = logits.argmax(-1).T.numpy()
+        pooled[torch.from_numpy(rows)] = u.transpose(0, 1)
+    return preds, pooled
+
+
+def _per_layer_metrics(task, labels: np.ndarray, preds: np.ndarray) -> list[dict[str, float]]:
+    return [task_metrics(task, labels, preds[:, m]) for m in range(preds.shape[1])]
+
+
+def finetune(data: PreparedData, cfg: Config, out_dir: Path, overwrite: bool = False, progress: bool = True) -> dict:
+    """Stage 1: fine-tune backbone and all internal classifiers; write a ``finetuned`` checkpoint."""
+    seed_everything(cfg.seed)
+    task = data.task
+    model, tokenizer = MultiExitModel.from_base(cfg.model.name_or_path, task, cfg.model)
+    train = encode_split(data.split("train"), tokenizer, model.config.max_length)
+    validation = encode_split(data.split("validation"), tokenizer, model.config.max_length)
+    opt = cfg.finetune
+    per_epoch, total = _total_steps(len(train), opt)
+    optimizer, scheduler = _optimizer(list(model.named_parameters()), opt, total)
+    weights = layer_weights(model.num_layers, opt.layer_weighting)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    labels_all = torch.from_numpy(train.labels)
+    history, step, start = [], 0, time.perf_counter()
+    bar = tqdm(total=total, desc=f"finetune {task.name}", disable=not progress)
+    for epoch in range(math.ceil(total / per_epoch)):
+        model.train()
+        for rows in _shuffled_batches(len(train), opt.batch_size, generator):
+            batch = collate(tokenizer, [train.features[i] for i in rows])
+            logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+            labels = labels_all[rows]
+            losses = torch.stack([nn.functional.cross_entropy(layer_logits, labels) for layer_logits in logits])
+            loss = (weights * losses).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), opt.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if step >= total:
+                break
+        preds, _ = forward_split(model, tokenizer, validation, cfg.signals.batch_size)
+        layer_metrics = _per_layer_metrics(task, validation.labels, preds)
+        history.append({"epoch": epoch + 1, "step": step, "loss": loss.item(), "validation": layer_metrics})
+        log.info("epoch %d: validation %s per layer %s", epoch + 1, task.metrics[0],
+                 [round(m[task.metrics[0]], 4) for m in layer_metrics])
+    bar.close()
+    summary = {
+        "stage": "finetune",
+        "task": task.name,
+        "seed": cfg.seed,
+        "steps": step,
+        "train_samples": len(train),
+        "seconds": time.perf_counter() - start,
+        "epochs": history,
+    }
+    model.config.history.append({"stage": "finetune", "config": cfg.finetune.model_dump(), "seed": cfg.seed, "steps": step})
+    _save(model, tokenizer, summary, out_dir, overwrite)
+    return summary
+
+
+def train_prototypes(
+    data: PreparedData, cfg: Config, model_dir: Path, out_dir: Path, overwrite: bool = False, progress: bool = True
+) -> dict:
+    """Stage 2: train the prototypical networks with DAR; write a ``prototyped`` checkpoint."""
+    model, tokenizer = load_checkpoint(model_dir, require_stage="finetuned")
+    if model.config.task != data.task.name:
+        raise De3Error(f"{model_dir} was trained on {model.config.task}, but the data is {data.task.name}")
+    seed_everything(cfg.seed)
+    task, opt = data.task, cfg.prototypes
+    n_proto = model.num_layers - 1
+    train = encode_split(data.split("train"), tokenizer, model.config.max_length)
+    validation = encode_split(data.split("validation"), tokenizer, model.config.max_length)
+    labels_all = torch.from_numpy(train.labels)
+    start = time.perf_counter()
+    if opt.freeze_backbone:
+        for param in model.parameters():
+            param.requires_grad_(False)
+        # Frozen backbone and ICs: u is fixed, so compute it once (dropout off) and cache it.
+        _, cached = forward_split(model, tokenizer, train, cfg.signals.batch_size, progress)
+        cached = cached[:, :n_proto]
+        _, validation_pooled = forward_split(model, tokenizer, validation, cfg.signals.batch_size)
+    trainable = [(n, p) for n, p in model.named_parameters() if n.startswith("prototype_nets.") or not opt.freeze_backbone]
+    for _, param in trainable:
+        param.requires_grad_(True)
+    per_epoch, total = _total_steps(len(train), opt)
+    optimizer, scheduler = _optimizer(trainable, opt, total)
+    weights = layer_weights(model.num_layers, cfg.finetune.layer_weighting)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    history, step = [], 0
+    bar = tqdm(total=total, desc=f"prototypes {task.name}", disable=not progress)
+    for epoch in range(math.ceil(total / per_epoch)):
+        model.train(not opt.freeze_backbone)
+        for rows in _shuffled_batches(len(train), opt.batch_size, generator):
+            labels = labels_all[rows]
+            ic_loss = torch.zeros(())
+            if opt.freeze_backbone:
+                u = cached[torch.from_numpy(rows)].transpose(0, 1)  # (M-1, B, H)
+            else:
+                batch = collate(tokenizer, [train.features[i] for i in rows])
+                logits, u = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+                losses = torch.stack([nn.functional.cross_entropy(layer_logits, labels) for layer_logits in logits])
+                ic_loss = (weights * losses).sum()
+            z = torch.stack([model.embed_prototype_space(m, u[m]) for m in range(n_proto)])
+            model.update_prototypes(z, labels, opt.ema_gamma)
+            dar = torch.stack([dar_loss(model.distances(m, z[m]), labels, opt.loss, opt.margin) for m in range(n_proto)])
+            loss = ic_loss + dar.mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_([p for _, p in trainable], opt.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(dar=f"{dar.mean().item():.4f}")
+            if step >= total:
+                break
+        if not opt.freeze_backbone:
+            _, validation_pooled = forward_split(model, tokenizer, validation, cfg.signals.batch_size)
+        nearest = _nearest_prototype_metrics(model, validation_pooled, validation.labels, task)
+        history.append({"epoch": epoch + 1, "step": step, "dar": dar.mean().item(), "validation_nearest": nearest})
+    bar.close()
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(True)
+    model.config.stage = "prototyped"
+    model.config.history.append({"stage": "prototypes", "config": opt.model_dump(), "seed": cfg.seed, "steps": step})
+    summary = {
+        "stage": "prototypes",
+        "task": task.name,
+        "seed": cfg.seed,
+        "steps": step,
+        "train_samples": len(train),
+        "seconds": time.perf_counter() - start,
+        "epochs": history,
+    }
+    _save(model, tokenizer, summary, out_dir, overwrite)
+    return summary
+
+
+@torch.inference_mode()
+def _nearest_prototype_metrics(model, pooled: torch.Tensor, labels: np.ndarray, task) -> list[dict[str, float]]:
+    """Per layer: the task metric of predicting the nearest prototype's class (how well DAR separates)."""
+    metrics = []
+    for m in range(model.num_layers - 1):
+        nearest = model.distances(m, model.embed_prototype_space(m, pooled[:, m])).argmin(-1).numpy()
+        metrics.append(task_metrics(task, labels, nearest))
+    return metrics
+
+
+def _save(model: MultiExitModel, tokenizer, summary: dict, out_dir: Path, overwrite: bool) -> None:
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        model.save_pretrained(tmp, tokenizer)
+        write_json(tmp / METRICS_NAME, summary)
