@@ -95,10 +95,23 @@ def _knobs_of(row: pd.Series) -> dict:
     return knobs
 
 
-def choose_operating_point(curve: pd.DataFrame, target: float, metric: str, strategy: str) -> dict:
-    """Best ``metric`` among points with speed-up >= target; if none, the fastest point, flagged."""
+SECONDARY_KNOBS = {"de3": "lam", "pcee": "t"}  # strategies with a knob besides the threshold
+
+
+def choose_operating_point(curve: pd.DataFrame, target: float, metric: str, strategy: str, selection: str) -> dict:
+    """The frozen point for ``target``.
+
+    ``nearest`` (default): the slowest point that still reaches the target, so strategies are
+    compared at matched speed-ups; for de3 (lambda) and pcee (t) that is taken per secondary knob
+    and the one with the best validation metric wins. ``best``: the best metric among all points
+    reaching the target. If no point reaches it, the fastest point is used and flagged.
+    """
     reaching = curve[curve["speedup"] >= target - 1e-9]
     if len(reaching):
+        if selection == "nearest":
+            group = SECONDARY_KNOBS.get(strategy)
+            groups = reaching.groupby(group, sort=True) if group else [(None, reaching)]
+            reaching = pd.DataFrame([g.sort_values("speedup", kind="stable").iloc[0] for _, g in groups])
         best = reaching.sort_values([metric, "speedup"], ascending=[False, True], kind="stable").iloc[0]
         status, message = "ok", ""
     else:
@@ -136,15 +149,18 @@ def calibrate(signals: Signals, cfg: CalibrationConfig, eps: float) -> tuple[dic
     for name in cfg.strategies:
         curve = curves[curves["strategy"] == name]
         if name == "oracle":  # no knob: one point, reported as is
-            thresholds[name] = {"any": choose_operating_point(curve, 1.0, metric, name)}
+            thresholds[name] = {"any": choose_operating_point(curve, 1.0, metric, name, "best")}
             continue
-        thresholds[name] = {f"{target:g}": choose_operating_point(curve, target, metric, name) for target in cfg.targets}
+        thresholds[name] = {
+            f"{target:g}": choose_operating_point(curve, target, metric, name, cfg.selection) for target in cfg.targets
+        }
     result = {
         "task": task.name,
         "metric": metric,
         "num_layers": signals.num_layers,
         "eps": eps,
         "targets": cfg.targets,
+        "selection": cfg.selection,
         "validation_samples": signals.num_samples,
         "strategies": thresholds,
     }

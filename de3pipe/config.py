@@ -91,6 +91,10 @@ class CalibrationConfig(_Section):
     lambdas: list[float] = Field([0.25, 0.5, 1.0, 2.0, 4.0], min_length=1, description="de3's lambda grid")
     pcee_patience: list[int] = Field([1, 2, 3], min_length=1)
     n_thresholds: int = Field(200, ge=2, description="thresholds per curve, at quantiles of the signal")
+    selection: Literal["nearest", "best"] = Field(
+        "nearest",
+        description="nearest: slowest point reaching the target (matched speed-ups); best: best metric reaching it",
+    )
 
     @field_validator("targets")
     @classmethod
@@ -119,7 +123,7 @@ class EvaluationConfig(_Section):
     wallclock: bool = Field(True, description="measure batched early-exit wall-clock speed-up")
     wallclock_batch_size: int = Field(32, gt=0)
     wallclock_strategies: list[Literal[STRATEGIES]] = Field(["de3", "entropy"])  # type: ignore[valid-type]
-    wallclock_repeats: int = Field(3, gt=0)
+    wallclock_repeats: int = Field(2, gt=0, description="timed runs per point; the fastest counts")
 
 
 class Config(_Section):

@@ -124,15 +124,20 @@ def measure_wallclock(
     engine: EarlyExitEngine,
     tokenizer,
     split: EncodedSplit,
-    strategy: Strategy,
+    strategies: list[Strategy],
     batch_size: int,
-    repeats: int = 3,
-) -> dict:
-    """Wall-clock speed-up of early exit against the full model over the same batches (best of ``repeats``)."""
-    batches = [collate(tokenizer, [split.features[i] for i in rows]) for rows in length_sorted_batches(split, batch_size)]
-    labels = [split.labels[rows] for rows in length_sorted_batches(split, batch_size)]
+    repeats: int = 2,
+) -> list[dict]:
+    """Wall-clock speed-up of early exit against the full model over the same batches.
 
-    def best_time(fn) -> float:
+    Each timing is the fastest of ``repeats`` runs after one warm-up run of the full model;
+    the full model is timed once and shared by every strategy.
+    """
+    batch_rows = list(length_sorted_batches(split, batch_size))
+    batches = [collate(tokenizer, [split.features[i] for i in rows]) for rows in batch_rows]
+    labels = [split.labels[rows] for rows in batch_rows]
+
+    def fastest(fn) -> float:
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -140,29 +145,35 @@ def measure_wallclock(
             times.append(time.perf_counter() - start)
         return min(times)
 
-    exit_layers: list[np.ndarray] = []
-
-    def early() -> None:
-        exit_layers.clear()
-        for batch, batch_labels in zip(batches, labels, strict=True):
-            result, _ = engine.run(batch, strategy, batch_labels if strategy.needs_labels else None)
-            exit_layers.append(result.exit_layer)
-
     def full() -> None:
         for batch in batches:
             engine.run_full(batch)
 
     full()  # warm-up
-    t_full, t_early = best_time(full), best_time(early)
-    layers = np.concatenate(exit_layers)
-    n_layers = engine.model.num_layers
-    return {
-        "strategy": strategy.describe(),
-        "batch_size": batch_size,
-        "samples": len(split),
-        "full_seconds": t_full,
-        "early_exit_seconds": t_early,
-        "wallclock_speedup": t_full / t_early,
-        "layer_speedup": n_layers * len(layers) / layers.sum(),
-        "samples_per_second": len(split) / t_early,
-    }
+    t_full = fastest(full)
+    n_layers, rows = engine.model.num_layers, []
+    for strategy in strategies:
+        exit_layers: list[np.ndarray] = []
+
+        def early(strategy=strategy, exit_layers=exit_layers) -> None:
+            exit_layers.clear()
+            for batch, batch_labels in zip(batches, labels, strict=True):
+                result, _ = engine.run(batch, strategy, batch_labels if strategy.needs_labels else None)
+                exit_layers.append(result.exit_layer)
+
+        t_early = fastest(early)
+        layers = np.concatenate(exit_layers)
+        rows.append(
+            {
+                "strategy": strategy.describe(),
+                "batch_size": batch_size,
+                "samples": len(split),
+                "full_seconds": t_full,
+                "early_exit_seconds": t_early,
+                "layer_speedup": float(n_layers * len(layers) / layers.sum()),
+                "wallclock_speedup": t_full / t_early,
+                "samples_per_second": len(split) / t_early,
+                "full_samples_per_second": len(split) / t_full,
+            }
+        )
+    return rows

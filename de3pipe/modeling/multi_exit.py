@@ -120,7 +120,7 @@ class MultiExitModel(nn.Module):
         present = counts > 0
         means = torch.einsum("bk,lbd->lkd", one_hot, z.detach()) / counts.clamp(min=1)[None, :, None]
         ema = (1 - gamma) * self.prototypes + gamma * means
-        update = torch.where(self.prototype_seen, ema, means)
+        update = torch.where(self.prototype_seen[..., None], ema, means)
         self.prototypes.copy_(torch.where(present[None, :, None], update, self.prototypes))
         self.prototype_seen |= present[None, :]
 
