@@ -169,7 +169,10 @@ def _format_errors(exc: ValidationError, origin: str) -> str:
     for error in exc.errors():
         key = ".".join(str(p) for p in error["loc"])
         if error["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+            section, _, leaf = key.rpartition(".")
+            siblings = [k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == section]
+            close = [f"{section}.{m}" if section else m for m in difflib.get_close_matches(leaf, siblings, n=1)]
+            close = close or difflib.get_close_matches(key, known, n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             lines.append(f"unknown key {key!r}{hint}")
         else:

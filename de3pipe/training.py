@@ -108,7 +108,7 @@ def finetune(data: PreparedData, cfg: Config, out_dir: Path, overwrite: bool = F
     optimizer, scheduler = _optimizer(list(model.named_parameters()), opt, total)
     weights = layer_weights(model.num_layers, opt.layer_weighting)
     generator = torch.Generator().manual_seed(cfg.seed)
-    labels_all = torch.from_numpy(train.labels)
+    labels_all = torch.tensor(train.labels)
     history, step, start = [], 0, time.perf_counter()
     bar = tqdm(total=total, desc=f"finetune {task.name}", disable=not progress)
     for epoch in range(math.ceil(total / per_epoch)):
@@ -161,7 +161,7 @@ def train_prototypes(
     n_proto = model.num_layers - 1
     train = encode_split(data.split("train"), tokenizer, model.config.max_length)
     validation = encode_split(data.split("validation"), tokenizer, model.config.max_length)
-    labels_all = torch.from_numpy(train.labels)
+    labels_all = torch.tensor(train.labels)
     start = time.perf_counter()
     if opt.freeze_backbone:
         for param in model.parameters():

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+
+from de3pipe.calibration import calibrate, choose_operating_point, threshold_grid
+from de3pipe.config import CalibrationConfig
+from de3pipe.errors import De3Error
+from de3pipe.evaluation import evaluate, write_submissions
+from de3pipe.signals import Signals
+
+
+def random_signals(n=200, m=6, seed=0, labeled=True) -> Signals:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    # deeper layers are more often right and more confident
+    correct = rng.random((n, m)) < np.linspace(0.6, 0.95, m)
+    pred = np.where(correct, labels[:, None], 1 - labels[:, None])
+    conf = np.clip(rng.random((n, m)) * 0.5 + np.linspace(0.5, 0.9, m) * correct, 0.5, 0.999)
+    log_probs = np.stack([np.log(np.where(pred == k, conf, 1 - conf)) for k in range(2)], -1).astype(np.float32)
+    entropy = -(np.exp(log_probs) * log_probs).sum(-1) / np.log(2)
+    dr = np.clip(rng.random((n, m - 1)) * 0.6 + 0.4 * ~correct[:, :-1], 0, 1).astype(np.float32)
+    return Signals(
+        log_probs=log_probs,
+        pred=pred,
+        entropy=entropy.astype(np.float32),
+        r1=dr,
+        r2=1 - dr,
+        dr=dr,
+        labels=labels if labeled else np.full(n, -1),
+        idx=np.arange(n),
+        meta={"task": "sst2", "split": "validation" if labeled else "submit"},
+    )
+
+
+def test_threshold_grid_sits_between_values():
+    grid = threshold_grid(np.array([0.1, 0.2, 0.2, 0.4]), 10)
+    assert grid[0] < 0.1 and grid[-1] > 0.4
+    assert not set(grid) & {0.1, 0.2, 0.4}
+
+
+def test_calibration_reaches_every_target_or_says_why(caplog):
+    cfg = CalibrationConfig(targets=[1.5, 2.0, 3.0, 5.0], n_thresholds=50)
+    thresholds, curves = calibrate(random_signals(), cfg, 1e-8)
+    assert set(thresholds["strategies"]) == {"de3", "entropy", "maxprob", "patience", "pcee", "distance", "static", "oracle"}
+    for name in ("de3", "entropy", "maxprob", "distance"):
+        for target in ("1.5", "2", "3"):
+            entry = thresholds["strategies"][name][target]
+            assert entry["status"] == "ok" and entry["validation_speedup"] >= float(target)
+    patience = thresholds["strategies"]["patience"]["5"]
+    assert patience["status"] == "unreachable"
+    fastest = max(row for row in curves[curves["strategy"] == "patience"]["speedup"])
+    assert patience["message"].startswith("patience cannot reach 5x on the validation split")
+    assert f"reachable range is 1.00x-{fastest:.2f}x" in patience["message"]
+    assert patience["validation_speedup"] == pytest.approx(fastest)
+    assert patience["knobs"] == {"t": 1}  # the nearest (fastest) point
+    assert "patience cannot reach 5x" in caplog.text
+    assert set(curves.columns) >= {"strategy", "tau", "lam", "t", "k", "speedup", "accuracy"}
+    assert thresholds["strategies"]["static"]["2"]["knobs"] == {"k": 3}
+
+
+def test_nearest_selection_matches_speedups():
+    import pandas as pd
+
+    curve = pd.DataFrame({"tau": [0.1, 0.2, 0.3], "speedup": [1.2, 2.1, 2.9], "accuracy": [0.9, 0.8, 0.85]})
+    assert choose_operating_point(curve, 2.0, "accuracy", "entropy", "nearest")["knobs"] == {"tau": 0.2}
+    assert choose_operating_point(curve, 2.0, "accuracy", "entropy", "best")["knobs"] == {"tau": 0.3}
+
+
+def test_targets_beyond_the_layer_count_are_rejected():
+    with pytest.raises(De3Error, match=r"exceed the model's 6 layers"):
+        calibrate(random_signals(), CalibrationConfig(targets=[2.0, 7.0]), 1e-8)
+
+
+def test_evaluation_and_submission_files(tmp_path):
+    thresholds, _ = calibrate(random_signals(), CalibrationConfig(n_thresholds=30), 1e-8)
+    results, exits = evaluate(random_signals(seed=1), thresholds)
+    assert set(results["full_model"]) == {"accuracy"}
+    entry = results["strategies"]["de3"]["2"]
+    assert sum(entry["exit_histogram"]) == 200 and entry["speedup"] > 1
+    assert len(exits) == 200 * (7 * 3 + 1)
+    written = write_submissions(random_signals(seed=2, labeled=False), thresholds, "SST-2.tsv", tmp_path)
+    assert len(written) == 7 * 3  # no oracle file: it needs labels
+    lines = (tmp_path / "de3_2" / "SST-2.tsv").read_text().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 201
+    assert {line.split("\t")[1] for line in lines[1:]} <= {"0", "1"}
+
+
+def test_mismatched_signals_and_thresholds():
+    thresholds, _ = calibrate(random_signals(), CalibrationConfig(n_thresholds=10), 1e-8)
+    other = random_signals()
+    other.meta["task"] = "rte"
+    with pytest.raises(De3Error, match="signals are for task 'rte' but the thresholds for 'sst2'"):
+        evaluate(other, thresholds)

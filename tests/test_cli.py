@@ -1,0 +1,109 @@
+"""The CLI end to end on the tiny model, and its one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from de3pipe.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+def _overrides(tiny_config):
+    pairs = {
+        "model.name_or_path": tiny_config.model.name_or_path,
+        "data.glue_dir": tiny_config.data.glue_dir,
+        "data.validation_size": 20,
+        "finetune.epochs": 1,
+        "finetune.batch_size": 8,
+        "finetune.learning_rate": 1e-3,
+        "prototypes.epochs": 1,
+        "calibration.n_thresholds": 20,
+        "evaluation.wallclock_repeats": 1,
+    }
+    return [arg for key, value in pairs.items() for arg in ("--set", f"{key}={value}")]
+
+
+def test_every_stage_through_the_cli(tiny_config, tmp_path):
+    sets = _overrides(tiny_config)
+    out = tmp_path
+    steps = [
+        ["prepare", "--task", "SST-2", "--out", out / "data", *sets],
+        ["finetune", "-q", "--data", out / "data", "--out", out / "ft", *sets],
+        ["prototypes", "-q", "--data", out / "data", "--model", out / "ft", "--out", out / "proto", *sets],
+        ["signals", "-q", "--data", out / "data", "--model", out / "proto", "--out", out / "signals",
+         "--splits", "validation,test,submit", *sets],
+        ["calibrate", "--signals", out / "signals" / "validation.npz", "--out", out / "calib", *sets],
+        ["evaluate", "--signals", out / "signals" / "test.npz", "--thresholds", out / "calib" / "thresholds.json",
+         "--out", out / "eval", "--submit-signals", out / "signals" / "submit.npz",
+         "--model", out / "proto", "--data", out / "data", *sets],
+    ]
+    for step in steps:
+        result = invoke(*step)
+        assert result.exit_code == 0, (step[0], result.output)
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert set(metrics["strategies"]) == {"de3", "entropy", "maxprob", "patience", "pcee", "distance", "static", "oracle"}
+    assert {row["strategy_name"] for row in metrics["wallclock"]} == {"de3", "entropy"}
+    assert (out / "eval" / "submission" / "de3_2" / "SST-2.tsv").is_file()
+    assert (out / "eval" / "exits.parquet").is_file() and (out / "calib" / "curves.csv").is_file()
+
+    result = invoke("predict", "--model", out / "proto", "--thresholds", out / "calib" / "thresholds.json",
+                    "--strategy", "entropy", "--target", "2", "a great movie", "awful")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split("\t")[0] in {"negative", "positive"}
+    assert "exit_layer=" in lines[0] and "confidence=" in lines[0]
+
+    result = invoke("predict", "--model", out / "proto", "--thresholds", out / "calib" / "thresholds.json",
+                    "--strategy", "de3", "--target", "9", "x")
+    assert result.exit_code == 2 and "no calibrated point de3@9x" in result.output
+
+    result = invoke("speed", "--model", out / "proto", "--data", out / "data", "--thresholds",
+                    out / "calib" / "thresholds.json", "--batch-sizes", "4", "--repeats", "1", "--out", out / "s.json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads((out / "s.json").read_text())) == 6
+
+    # stage order mistakes are caught, and nothing already written is touched
+    before = (out / "ft" / "model.safetensors").read_bytes()
+    result = invoke("signals", "--data", out / "data", "--model", out / "ft", "--out", out / "sig2", *sets)
+    assert result.exit_code == 2 and "stage-1" in result.output
+    result = invoke("prototypes", "--data", out / "data", "--model", out / "proto", "--out", out / "p2", *sets)
+    assert result.exit_code == 2 and "stage-2" in result.output
+    result = invoke("finetune", "-q", "--data", out / "data", "--out", out / "ft", *sets)
+    assert result.exit_code == 2 and "already exists" in result.output
+    assert (out / "ft" / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["prepare", "--task", "stsb", "--out", "x"], "regression"),
+        (["prepare", "--task", "qnl", "--out", "x"], "unknown task 'qnl'"),
+        (["finetune", "--data", "absent", "--out", "x"], "run `de3pipe prepare` first"),
+        (["calibrate", "--signals", "absent.npz", "--out", "x"], "run `de3pipe signals` first"),
+        (["prepare", "--task", "sst2", "--out", "x", "--set", "finetune.epoch=1"], "did you mean 'finetune.epochs'"),
+    ],
+)
+def test_user_errors_are_one_line(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert message in result.output.replace("\n", " ")
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "de3pipe", "prepare", "--task", "stsb", "--out", str(tmp_path / "x")],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: task 'stsb' is a regression task")

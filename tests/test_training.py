@@ -1,0 +1,86 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from de3pipe.data.prepare import PreparedData, prepare_task
+from de3pipe.modeling import MultiExitModel, load_checkpoint
+from de3pipe.training import dar_loss, finetune, layer_weights, train_prototypes
+
+
+@pytest.fixture()
+def prepared(tiny_config, tmp_path):
+    prepare_task("sst2", tiny_config.data, tiny_config.seed, tmp_path / "data")
+    return PreparedData.open(tmp_path / "data")
+
+
+def test_layer_weights_are_pabee_weights():
+    assert layer_weights(4, "linear").tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert layer_weights(4, "uniform").tolist() == pytest.approx([0.25] * 4)
+
+
+def test_dar_losses():
+    distances = torch.tensor([[1.0, 3.0], [2.0, 1.0]])
+    labels = torch.tensor([0, 0])
+    expected_ce = torch.nn.functional.cross_entropy(-distances, labels)
+    assert dar_loss(distances, labels, "ce", 1.0) == pytest.approx(expected_ce.item())
+    # margin: max(0, 1 - 3 + 1) = 0 and max(0, 2 - 1 + 1) = 2 -> mean 1
+    assert dar_loss(distances, labels, "margin", 1.0) == pytest.approx(1.0)
+
+
+def test_two_stages_deterministic_and_frozen(prepared, tiny_config, tmp_path, monkeypatch):
+    s1 = finetune(prepared, tiny_config, tmp_path / "ft", progress=False)
+    assert s1["steps"] == 2 * 5 and len(s1["epochs"]) == 2  # 40 train rows / batch 8, 2 epochs
+    finetune(prepared, tiny_config, tmp_path / "ft2", progress=False)
+    a, b = load_file(tmp_path / "ft" / "model.safetensors"), load_file(tmp_path / "ft2" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a), "same seed, same weights"
+    base = load_file(tiny_config.model.name_or_path + "/model.safetensors")
+    assert not torch.equal(a["backbone.encoder.layer.0.attention.self.query.weight"],
+                           base["encoder.layer.0.attention.self.query.weight"])
+
+    forward_calls = []
+    original = MultiExitModel.forward
+
+    def counting_forward(self, *args, **kwargs):
+        forward_calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MultiExitModel, "forward", counting_forward)
+    s2 = train_prototypes(prepared, tiny_config, tmp_path / "ft", tmp_path / "proto", progress=False)
+    # features cached once: 40 train rows + 20 validation rows in batches of 8, not once per epoch
+    assert len(forward_calls) == 5 + 3 and s2["steps"] == 10
+    c = load_file(tmp_path / "proto" / "model.safetensors")
+    for key in a:
+        if key.startswith("prototype"):
+            continue
+        assert torch.equal(a[key], c[key]), f"{key} changed although the backbone and ICs are frozen"
+    assert not torch.equal(a["prototype_nets.0.weight"], c["prototype_nets.0.weight"])
+    assert c["prototype_seen"].all()
+    model, _ = load_checkpoint(tmp_path / "proto", require_stage="prototyped")
+    assert [h["stage"] for h in model.config.history] == ["finetune", "prototypes"]
+    metrics = json.loads((tmp_path / "proto" / "train_metrics.json").read_text())
+    assert len(metrics["epochs"][-1]["validation_nearest"]) == 3
+
+
+def test_unfrozen_stage_two_trains_the_backbone(prepared, tiny_config, tmp_path):
+    finetune(prepared, tiny_config, tmp_path / "ft", progress=False)
+    cfg = tiny_config.model_copy(
+        update={"prototypes": tiny_config.prototypes.model_copy(update={"freeze_backbone": False, "max_steps": 2})}
+    )
+    train_prototypes(prepared, cfg, tmp_path / "ft", tmp_path / "proto", progress=False)
+    a, c = load_file(tmp_path / "ft" / "model.safetensors"), load_file(tmp_path / "proto" / "model.safetensors")
+    key = "backbone.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(a[key], c[key])
+
+
+def test_wrong_task_checkpoint(prepared, tiny_config, tmp_path):
+    from de3pipe.config import ModelConfig
+    from de3pipe.errors import De3Error
+    from de3pipe.tasks import get_task
+
+    model, tokenizer = MultiExitModel.from_base(tiny_config.model.name_or_path, get_task("rte"), ModelConfig())
+    model.save_pretrained(tmp_path / "rte", tokenizer)
+    with pytest.raises(De3Error, match="trained on rte, but the data is sst2"):
+        train_prototypes(prepared, tiny_config, tmp_path / "rte", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
