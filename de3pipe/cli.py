@@ -23,7 +23,10 @@ app = typer.Typer(
 )
 log = logging.getLogger("de3pipe")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (config/config.yaml layout)")]
+ConfigOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--config", "-c", help="YAML config (config/config.yaml layout); repeat to layer files"),
+]
 SetOpt = Annotated[
     list[str] | None, typer.Option("--set", "-s", help="override a config key: section.key=value (repeatable)")
 ]
@@ -33,7 +36,7 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars"
 DataOpt = Annotated[Path, typer.Option(help="prepared-data folder (written by `de3pipe prepare`)")]
 
 
-def _config(config: Path | None, overrides: list[str] | None, seed: int | None) -> Config:
+def _config(config: list[Path] | None, overrides: list[str] | None, seed: int | None) -> Config:
     cfg = load_config(config, overrides)
     return cfg.model_copy(update={"seed": seed}) if seed is not None else cfg
 
@@ -56,6 +59,34 @@ def _print_json(data) -> None:
     typer.echo(json.dumps(data, indent=2))
 
 
+def _job(cfg: Config, stage: str, task: str, sections: tuple[str, ...]):
+    """The MLflow run of one stage (a no-op unless tracking.enabled), with the config it read."""
+    from de3pipe import tracking
+
+    run = tracking.job_run(
+        cfg.tracking.enabled,
+        cfg.tracking.uri,
+        cfg.tracking.experiment,
+        f"{stage} {task} seed{cfg.seed}",
+        {"stage": stage, "task": task, "seed": cfg.seed},
+    )
+    return _JobRun(run, cfg, sections)
+
+
+class _JobRun:
+    def __init__(self, run, cfg: Config, sections: tuple[str, ...]):
+        self._cm, self._cfg, self._sections = run, cfg, sections
+
+    def __enter__(self):
+        logger = self._cm.__enter__()
+        dumped = self._cfg.model_dump()
+        logger.log_params({"seed": self._cfg.seed} | {s: dumped[s] for s in self._sections})
+        return logger
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc)
+
+
 @app.command()
 @_user_errors
 def prepare(
@@ -68,10 +99,23 @@ def prepare(
 ) -> None:
     """Read a GLUE task (GLUE folder or hub), carve the validation split, write parquet + stats."""
     from de3pipe.data.prepare import prepare_task
+    from de3pipe.tasks import get_task
 
     cfg = _config(config, set_, seed)
-    info = prepare_task(task, cfg.data, cfg.seed, out, overwrite)
+    with _job(cfg, "prepare", get_task(task).name, ("data",)) as run:
+        info = prepare_task(task, cfg.data, cfg.seed, out, overwrite)
+        run.log_metrics({f"rows.{name}": stats["rows"] for name, stats in info["splits"].items()})
+        run.log_artifact(out / "dataset.json")
     _print_json(info["splits"])
+
+
+def _log_training(run, summary: dict, key: str, out: Path) -> None:
+    last = summary["epochs"][-1]
+    for name in last[key][0]:
+        run.log_per_layer(f"validation_{name}_per_layer" if key == "validation" else f"nearest_prototype_{name}_per_layer",
+                          [layer[name] for layer in last[key]])
+    run.log_metrics({"train_seconds": summary["seconds"], "steps": summary["steps"]})
+    run.log_artifact(out / "train_metrics.json")
 
 
 @app.command()
@@ -87,9 +131,13 @@ def finetune(
 ) -> None:
     """Stage 1: fine-tune the backbone and an internal classifier on every layer."""
     from de3pipe.data.prepare import PreparedData
-    from de3pipe.training import finetune as run
+    from de3pipe.training import finetune as run_stage
 
-    summary = run(PreparedData.open(data), _config(config, set_, seed), out, overwrite, progress=not quiet)
+    cfg = _config(config, set_, seed)
+    prepared = PreparedData.open(data)
+    with _job(cfg, "finetune", prepared.task.name, ("model", "finetune")) as run:
+        summary = run_stage(prepared, cfg, out, overwrite, progress=not quiet)
+        _log_training(run, summary, "validation", out)
     _print_json(summary["epochs"][-1])
 
 
@@ -110,7 +158,10 @@ def prototypes(
     from de3pipe.training import train_prototypes
 
     cfg = _config(config, set_, seed)
-    summary = train_prototypes(PreparedData.open(data), cfg, model, out, overwrite, progress=not quiet)
+    prepared = PreparedData.open(data)
+    with _job(cfg, "prototypes", prepared.task.name, ("prototypes",)) as run:
+        summary = train_prototypes(prepared, cfg, model, out, overwrite, progress=not quiet)
+        _log_training(run, summary, "validation_nearest", out)
     _print_json(summary["epochs"][-1])
 
 
@@ -120,9 +171,10 @@ def signals(
     data: DataOpt,
     model: Annotated[Path, typer.Option(help="stage-2 checkpoint folder (from `de3pipe prototypes`)")],
     out: Annotated[Path, typer.Option(help="folder to write, one <split>.npz per split")],
-    splits: Annotated[str, typer.Option(help="comma-separated splits")] = "validation,test",
+    splits: Annotated[str | None, typer.Option(help="comma-separated splits; default: all prepared splits")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    seed: SeedOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -131,85 +183,152 @@ def signals(
     from de3pipe.data.prepare import PreparedData
     from de3pipe.engine import collect_signals
     from de3pipe.io import atomic_dir
+    from de3pipe.metrics import task_metrics
     from de3pipe.modeling import load_checkpoint
 
-    cfg = _config(config, set_, None)
+    cfg = _config(config, set_, seed)
     prepared = PreparedData.open(data)
     network, tokenizer = load_checkpoint(model, require_stage="prototyped", trust_remote_code=cfg.model.trust_remote_code)
     if network.config.task != prepared.task.name:
         raise De3Error(f"{model} was trained on {network.config.task}, but {data} holds {prepared.task.name}")
-    names = [s.strip() for s in splits.split(",") if s.strip()]
+    names = [s.strip() for s in splits.split(",") if s.strip()] if splits else prepared.split_names
+    names = [name for name in names if name != "train"] if splits is None else names
     frames = {name: prepared.split(name) for name in names}  # fail on a bad split name before any work
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with _job(cfg, "signals", prepared.task.name, ("signals",)) as run, atomic_dir(out, overwrite=overwrite) as tmp:
         for name, frame in frames.items():
             encoded = encode_split(frame, tokenizer, network.config.max_length)
             meta = {"task": prepared.task.name, "split": name, "checkpoint": str(model), "num_layers": network.num_layers}
             result = collect_signals(network, tokenizer, encoded, cfg.signals.batch_size, cfg.signals.eps, meta, not quiet)
             result.save(tmp / f"{name}.npz")
+            run.log_per_layer(f"{name}_mean_entropy_per_layer", result.entropy.mean(0).tolist())
+            if result.has_labels:
+                primary = prepared.task.metrics[0]
+                run.log_per_layer(f"{name}_{primary}_per_layer", [
+                    task_metrics(prepared.task, result.labels, result.pred[:, m])[primary] for m in range(result.num_layers)
+                ])
             log.info("%s: %d samples x %d layers", name, result.num_samples, result.num_layers)
+
+
+def _signals_file(path: Path, split: str) -> Path:
+    """Accept a signals folder (from `de3pipe signals`) or one .npz file."""
+    return path / f"{split}.npz" if path.is_dir() else path
+
+
+def _strategy_metrics(results: dict, prefix: str, key: str) -> dict[str, float]:
+    return {
+        f"{prefix}{name}@{target}x.{field}": entry[field]
+        for name, targets in results.items()
+        for target, entry in targets.items()
+        for field in (key, "speedup")
+        if field in entry
+    }
 
 
 @app.command()
 @_user_errors
 def calibrate(
-    signals_file: Annotated[Path, typer.Option("--signals", help="validation-split signals (.npz)")],
+    signals_path: Annotated[Path, typer.Option("--signals", help="signals folder (uses validation.npz) or a .npz file")],
     out: Annotated[Path, typer.Option(help="folder to write thresholds.json and curves.csv into")],
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    seed: SeedOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Sweep every strategy's knob on the validation split; freeze one operating point per target."""
-    from de3pipe.calibration import calibrate as run
-    from de3pipe.io import atomic_dir, write_json
+    from de3pipe.calibration import calibrate as run_stage
+    from de3pipe.io import atomic_file, write_json
     from de3pipe.signals import Signals
 
-    cfg = _config(config, set_, None)
-    thresholds, curves = run(Signals.load(signals_file), cfg.calibration, cfg.signals.eps)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        write_json(tmp / "thresholds.json", thresholds)
-        curves.to_csv(tmp / "curves.csv", index=False)
+    cfg = _config(config, set_, seed)
+    validation = Signals.load(_signals_file(signals_path, "validation"))
+    _refuse_existing([out / "thresholds.json", out / "curves.csv"], overwrite)
+    with _job(cfg, "calibrate", validation.meta["task"], ("calibration",)) as run:
+        thresholds, curves = run_stage(validation, cfg.calibration, cfg.signals.eps)
+        with atomic_file(out / "curves.csv") as handle:
+            curves.to_csv(handle, index=False)
+        write_json(out / "thresholds.json", thresholds)
+        metric = thresholds["metric"]
+        flat = {
+            f"validation.{name}@{target}x.{field}": entry[key]
+            for name, targets in thresholds["strategies"].items()
+            for target, entry in targets.items()
+            for field, key in ((metric, f"validation_{metric}"), ("speedup", "validation_speedup"))
+        }
+        run.log_metrics(flat)
+        run.log_artifact(out / "thresholds.json")
+        run.log_artifact(out / "curves.csv")
     for name, targets in thresholds["strategies"].items():
         for target, entry in targets.items():
             flag = "" if entry["status"] == "ok" else "  (unreachable: nearest point)"
             typer.echo(f"{name:9s} {target:>4s}x  {entry['knobs']}  val speed-up {entry['validation_speedup']:.2f}{flag}")
 
 
+def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise De3Error(f"{', '.join(existing)} already exist(s); remove or pass --overwrite to replace")
+
+
 @app.command()
 @_user_errors
 def evaluate(
-    signals_file: Annotated[Path, typer.Option("--signals", help="test-split signals (.npz)")],
+    signals_path: Annotated[Path, typer.Option("--signals", help="signals folder (test.npz, submit*.npz) or a .npz")],
     thresholds: Annotated[Path, typer.Option(help="thresholds.json from `de3pipe calibrate`")],
     out: Annotated[Path, typer.Option(help="folder to write metrics.json, exits.parquet and submissions into")],
-    submit_signals: Annotated[
-        list[Path] | None, typer.Option(help="signals of the unlabeled official test set(s), for GLUE submission files")
-    ] = None,
     model: Annotated[Path | None, typer.Option(help="checkpoint, to measure wall-clock speed-up")] = None,
     data: Annotated[Path | None, typer.Option(help="prepared data, to measure wall-clock speed-up")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    seed: SeedOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Apply the frozen thresholds to the test split: metrics, speed-ups, exits, submission files."""
-    from de3pipe.evaluation import evaluate as run
+    """Apply the frozen thresholds to the test split: metrics, speed-ups, exits, curves, submission files."""
+    from de3pipe.calibration import sweep
+    from de3pipe.evaluation import evaluate as run_stage
     from de3pipe.evaluation import write_submissions
-    from de3pipe.io import atomic_dir, read_json, write_json
+    from de3pipe.io import atomic_dir, atomic_file, read_json, write_json
     from de3pipe.signals import Signals
     from de3pipe.tasks import get_task
 
-    cfg = _config(config, set_, None)
+    cfg = _config(config, set_, seed)
     frozen = read_json(thresholds, what="thresholds file")
-    test = Signals.load(signals_file)
-    results, exits = run(test, frozen)
-    submits = [Signals.load(path) for path in submit_signals or []]
-    if model is not None and data is not None and cfg.evaluation.wallclock:
-        results["wallclock"] = _wallclock(model, data, test.meta["split"], frozen, cfg)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        write_json(tmp / "metrics.json", results)
-        exits.to_parquet(tmp / "exits.parquet", index=False)
-        for submit in submits:
-            file_name = get_task(submit.meta["task"]).submission_files[submit.meta["split"]]
-            write_submissions(submit, frozen, file_name, tmp / "submission")
+    test = Signals.load(_signals_file(signals_path, "test"))
+    submits = [Signals.load(p) for p in sorted(signals_path.glob("submit*.npz"))] if signals_path.is_dir() else []
+    outputs = [out / "metrics.json", out / "exits.parquet", out / "test_curves.csv", out / "submission"]
+    _refuse_existing(outputs, overwrite)
+    with _job(cfg, "evaluate", test.meta["task"], ("evaluation", "calibration")) as run:
+        results, exits = run_stage(test, frozen)
+        results["seed"] = cfg.seed
+        task = get_task(test.meta["task"])
+        curves = sweep(test, cfg.calibration, frozen.get("eps", cfg.signals.eps))
+        curves["metric"] = curves[task.metrics[0]]
+        if model is not None and data is not None and cfg.evaluation.wallclock:
+            results["wallclock"] = _wallclock(model, data, test.meta["split"], frozen, cfg)
+        with atomic_file(out / "exits.parquet", "wb") as handle:
+            exits.to_parquet(handle, index=False)
+        with atomic_file(out / "test_curves.csv") as handle:
+            curves.to_csv(handle, index=False)
+        with atomic_dir(out / "submission", overwrite=True) as tmp:
+            for submit in submits:
+                write_submissions(submit, frozen, task.submission_files[submit.meta["split"]], tmp)
+        write_json(out / "metrics.json", results)
+        _log_evaluation(run, results, task.metrics[0], out)
     _print_summary(results)
+
+
+def _log_evaluation(run, results: dict, metric: str, out: Path) -> None:
+    run.log_metrics({f"test.full_model.{k}": v for k, v in results["full_model"].items()})
+    run.log_per_layer(f"test_{metric}_per_layer", [layer[metric] for layer in results["per_layer"]])
+    run.log_per_layer("test_mean_entropy_per_layer", results["mean_entropy_per_layer"])
+    for row in results.get("wallclock", []):
+        run.log_metrics({f"wallclock.{row['strategy_name']}@{row['target']}x": row["wallclock_speedup"]})
+    run.log_artifact(out / "metrics.json")
+    run.log_artifact(out / "test_curves.csv")
+    for name, targets in results["strategies"].items():
+        with run.child(f"{name} {results['task']} seed{results['seed']}", {"strategy": name, "task": results["task"],
+                                                                          "seed": results["seed"], "stage": "evaluate"}) as child:
+            child.log_metrics({f"{target}x.{field}": entry[field]
+                               for target, entry in targets.items() for field in (metric, "speedup")})
 
 
 def _wallclock(model: Path, data: Path, split: str, frozen: dict, cfg: Config) -> list[dict]:
@@ -300,6 +419,54 @@ def speed(
             )
     if out is not None:
         write_json(out, rows)
+
+
+@app.command()
+@_user_errors
+def report(
+    metrics: Annotated[list[Path], typer.Argument(help="evaluation metrics.json files (any tasks and seeds)")],
+    out: Annotated[Path, typer.Option(help="folder for report.md, summary.json and plots/")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """The paper-style table (strategy x target x task, mean ± 95% CI over seeds) and plots."""
+    from de3pipe.report import build_report
+
+    cfg = _config(config, set_, None)
+    _refuse_existing([out / "report.md", out / "summary.json"], overwrite)
+    with _job(cfg, "report", "all", ()) as run:
+        build_report(metrics, out)
+        run.log_artifact(out / "report.md")
+        for plot in sorted((out / "plots").glob("*.png")):
+            run.log_artifact(plot, "plots")
+    typer.echo((out / "report.md").read_text(encoding="utf-8"))
+
+
+@app.command("dvc-yaml")
+@_user_errors
+def dvc_yaml(
+    config: Annotated[Path, typer.Option(help="the pipeline config whose tasks and seeds the report reads")] = Path(
+        "config/config.yaml"
+    ),
+) -> None:
+    """Print dvc.yaml, generated from the workflow's stage table (de3pipe/pipeline.py)."""
+    import yaml
+
+    from de3pipe.pipeline import dvc_yaml as generate
+
+    tree = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    typer.echo(generate(tree.get("tasks", []), tree.get("seeds", []), str(config)), nl=False)
+
+
+@app.command("config-schema")
+def config_schema() -> None:
+    """Print the JSON schema of the config (workflow/schemas/config.schema.yaml is generated from it)."""
+    import yaml
+
+    from de3pipe.config import pipeline_schema
+
+    typer.echo(yaml.safe_dump(pipeline_schema(), sort_keys=False, width=1000), nl=False)
 
 
 def main() -> None:

@@ -34,6 +34,9 @@ class DataConfig(_Section):
     max_train_samples: int | None = Field(None, gt=0, description="stratified, seeded cap on train (after carving)")
     max_validation_samples: int | None = Field(None, gt=0)
     max_test_samples: int | None = Field(None, gt=0)
+    max_submit_samples: int | None = Field(
+        None, gt=0, description="cap on the unlabeled official test set (quick runs; submission files are then partial)"
+    )
 
     def resolved_glue_dir(self) -> Path | None:
         value = self.glue_dir or os.environ.get("GLUE_DIR")
@@ -63,6 +66,7 @@ class OptimConfig(_Section):
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
+    eval_batch_size: int = Field(64, gt=0, description="batch size of the per-epoch validation pass")
 
 
 class FinetuneConfig(OptimConfig):
@@ -126,6 +130,12 @@ class EvaluationConfig(_Section):
     wallclock_repeats: int = Field(2, gt=0, description="timed runs per point; the fastest counts")
 
 
+class TrackingConfig(_Section):
+    enabled: bool = Field(False, description="log every stage as an MLflow run (the pipeline turns this on)")
+    uri: str | None = Field(None, description="tracking URI; $MLFLOW_TRACKING_URI wins; default sqlite:///mlflow.db")
+    experiment: str = "de3pipe"
+
+
 class Config(_Section):
     seed: int = 42
     data: DataConfig = DataConfig()
@@ -135,6 +145,7 @@ class Config(_Section):
     signals: SignalsConfig = SignalsConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
@@ -180,27 +191,52 @@ def _format_errors(exc: ValidationError, origin: str) -> str:
     return f"invalid configuration in {origin}: " + "; ".join(lines)
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (all keys optional), apply ``section.key=value`` overrides, validate."""
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise De3Error(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))  # safe_load: a config cannot run code
+    except yaml.YAMLError as exc:
+        raise De3Error(f"config file {path} is not valid YAML: {exc}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise De3Error(f"config file {path} must hold a mapping of sections, not {type(loaded).__name__}")
+    return loaded or {}
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursive update, as Snakemake merges --configfile over the workflow's configfile."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(
+    paths: str | os.PathLike | list[str | os.PathLike] | None = None, overrides: list[str] | None = None
+) -> Config:
+    """Read YAML config file(s) (later ones override earlier ones; all keys optional), apply
+    ``section.key=value`` overrides and validate."""
+    if paths is None:
+        paths = []
+    elif isinstance(paths, str | os.PathLike):
+        paths = [paths]
     tree: dict[str, Any] = {}
-    origin = "defaults"
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise De3Error(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise De3Error(f"config file {path} is not valid YAML: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise De3Error(f"config file {path} must hold a mapping of sections, not {type(loaded).__name__}")
-        tree = loaded or {}
-        origin = str(path)
+    for path in paths:
+        tree = merge(tree, read_yaml(path))
+    origin = ", ".join(str(p) for p in paths) or "defaults"
     for override in overrides or []:
         keys, value = _parse_override(override)
         _set_in(tree, keys, value)
-    # Pipeline-only sections (tasks, seeds, tracking...) are read by the workflow, not here.
-    tree = {k: v for k, v in tree.items() if k in Config.model_fields or k not in PIPELINE_KEYS}
+    return validate_tree(tree, origin)
+
+
+def validate_tree(tree: dict[str, Any], origin: str) -> Config:
+    # Workflow-only keys (tasks, seeds) are read by Snakemake/DVC, not by a stage.
+    tree = {k: v for k, v in tree.items() if k not in PIPELINE_KEYS}
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
@@ -208,4 +244,33 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
 
 
 # Top-level keys of config/config.yaml that belong to the workflow (Snakemake/DVC), not to a stage.
-PIPELINE_KEYS = frozenset({"tasks", "seeds", "tracking", "report", "results_dir"})
+PIPELINE_KEYS = frozenset({"tasks", "seeds", "report"})  # keep in sync: pipeline_schema()
+
+
+def pipeline_schema() -> dict:
+    """JSON schema of config/config.yaml: the stage sections (from the typed config) plus the
+    workflow's own keys. ``workflow/schemas/config.schema.yaml`` is this, generated."""
+    from de3pipe.tasks import CLASSIFICATION_TASKS
+
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["description"] = "de3pipe pipeline config (generated by `de3pipe config-schema`; do not edit by hand)"
+    schema["properties"] |= {
+        "tasks": {
+            "type": "array",
+            "items": {"enum": list(CLASSIFICATION_TASKS)},
+            "minItems": 1,
+            "uniqueItems": True,
+            "description": "GLUE classification tasks to run",
+        },
+        "seeds": {
+            "type": "array",
+            "items": {"type": "integer"},
+            "minItems": 1,
+            "uniqueItems": True,
+            "description": "one full run per seed; the report gives mean and 95% CI over them",
+        },
+        "report": {"type": "object", "description": "report options (reserved)", "additionalProperties": False},
+    }
+    schema["required"] = ["tasks", "seeds"]
+    return schema

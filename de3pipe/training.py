@@ -129,7 +129,7 @@ def finetune(data: PreparedData, cfg: Config, out_dir: Path, overwrite: bool = F
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if step >= total:
                 break
-        preds, _ = forward_split(model, tokenizer, validation, cfg.signals.batch_size)
+        preds, _ = forward_split(model, tokenizer, validation, opt.eval_batch_size)
         layer_metrics = _per_layer_metrics(task, validation.labels, preds)
         history.append({"epoch": epoch + 1, "step": step, "loss": loss.item(), "validation": layer_metrics})
         log.info("epoch %d: validation %s per layer %s", epoch + 1, task.metrics[0],
@@ -167,9 +167,9 @@ def train_prototypes(
         for param in model.parameters():
             param.requires_grad_(False)
         # Frozen backbone and ICs: u is fixed, so compute it once (dropout off) and cache it.
-        _, cached = forward_split(model, tokenizer, train, cfg.signals.batch_size, progress)
+        _, cached = forward_split(model, tokenizer, train, opt.eval_batch_size, progress)
         cached = cached[:, :n_proto]
-        _, validation_pooled = forward_split(model, tokenizer, validation, cfg.signals.batch_size)
+        _, validation_pooled = forward_split(model, tokenizer, validation, opt.eval_batch_size)
     trainable = [(n, p) for n, p in model.named_parameters() if n.startswith("prototype_nets.") or not opt.freeze_backbone]
     for _, param in trainable:
         param.requires_grad_(True)
@@ -206,7 +206,7 @@ def train_prototypes(
             if step >= total:
                 break
         if not opt.freeze_backbone:
-            _, validation_pooled = forward_split(model, tokenizer, validation, cfg.signals.batch_size)
+            _, validation_pooled = forward_split(model, tokenizer, validation, opt.eval_batch_size)
         nearest = _nearest_prototype_metrics(model, validation_pooled, validation.labels, task)
         history.append({"epoch": epoch + 1, "step": step, "dar": dar.mean().item(), "validation_nearest": nearest})
     bar.close()

@@ -86,6 +86,8 @@ def tiny_config(tiny_model_dir, glue_dir):
             "finetune.learning_rate=1e-3",
             "prototypes.epochs=2",
             "prototypes.batch_size=8",
+            "finetune.eval_batch_size=8",
+            "prototypes.eval_batch_size=8",
             "signals.batch_size=8",
             "calibration.n_thresholds=20",
         ],

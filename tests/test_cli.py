@@ -39,12 +39,10 @@ def test_every_stage_through_the_cli(tiny_config, tmp_path):
         ["prepare", "--task", "SST-2", "--out", out / "data", *sets],
         ["finetune", "-q", "--data", out / "data", "--out", out / "ft", *sets],
         ["prototypes", "-q", "--data", out / "data", "--model", out / "ft", "--out", out / "proto", *sets],
-        ["signals", "-q", "--data", out / "data", "--model", out / "proto", "--out", out / "signals",
-         "--splits", "validation,test,submit", *sets],
-        ["calibrate", "--signals", out / "signals" / "validation.npz", "--out", out / "calib", *sets],
-        ["evaluate", "--signals", out / "signals" / "test.npz", "--thresholds", out / "calib" / "thresholds.json",
-         "--out", out / "eval", "--submit-signals", out / "signals" / "submit.npz",
-         "--model", out / "proto", "--data", out / "data", *sets],
+        ["signals", "-q", "--data", out / "data", "--model", out / "proto", "--out", out / "signals", *sets],
+        ["calibrate", "--signals", out / "signals", "--out", out / "calib", *sets],
+        ["evaluate", "--signals", out / "signals", "--thresholds", out / "calib" / "thresholds.json",
+         "--out", out / "eval", "--model", out / "proto", "--data", out / "data", *sets],
     ]
     for step in steps:
         result = invoke(*step)
@@ -54,6 +52,12 @@ def test_every_stage_through_the_cli(tiny_config, tmp_path):
     assert {row["strategy_name"] for row in metrics["wallclock"]} == {"de3", "entropy"}
     assert (out / "eval" / "submission" / "de3_2" / "SST-2.tsv").is_file()
     assert (out / "eval" / "exits.parquet").is_file() and (out / "calib" / "curves.csv").is_file()
+    assert sorted(p.name for p in (out / "signals").iterdir()) == ["submit.npz", "test.npz", "validation.npz"]
+
+    result = invoke("report", "--out", out / "report", out / "eval" / "metrics.json")
+    assert result.exit_code == 0, result.output
+    assert "| de3 | 2× |" in (out / "report" / "report.md").read_text()
+    assert (out / "report" / "plots" / "sst2.png").stat().st_size > 1000
 
     result = invoke("predict", "--model", out / "proto", "--thresholds", out / "calib" / "thresholds.json",
                     "--strategy", "entropy", "--target", "2", "a great movie", "awful")

@@ -40,7 +40,7 @@ def _stratified_take(frame: pd.DataFrame, size: float | int, seed: int) -> tuple
         return frame, frame.iloc[:0]
     if n_take <= 0:
         return frame.iloc[:0], frame
-    counts = frame["label"].value_counts()
+    counts = frame["label"].value_counts()  # unlabeled (-1) splits: one "class", so no stratification
     n_classes = len(counts)
     stratify = frame["label"] if counts.min() >= 2 and n_classes <= n_take <= len(frame) - n_classes else None
     rest, taken = train_test_split(frame, test_size=n_take, stratify=stratify, random_state=seed)
@@ -58,7 +58,12 @@ def prepare_task(task_name: str, cfg: DataConfig, seed: int, out_dir: Path, over
     raw, source = load_raw(task, cfg)
     validation, train = _stratified_take(raw["train"], cfg.validation_size, seed)
     splits = {"train": train, "validation": validation} | {k: v for k, v in raw.items() if k != "train"}
-    caps = {"train": cfg.max_train_samples, "validation": cfg.max_validation_samples, "test": cfg.max_test_samples}
+    caps = {
+        "train": cfg.max_train_samples,
+        "validation": cfg.max_validation_samples,
+        "test": cfg.max_test_samples,
+        "submit": cfg.max_submit_samples,
+    }
     for split, cap in caps.items():
         if cap is not None:
             splits[split], _ = _stratified_take(splits[split], cap, seed)

@@ -1,0 +1,174 @@
+"""The pipeline graph, defined once: Snakemake rules and ``dvc.yaml`` are both built from it.
+
+Each stage names its inputs and outputs (path templates with ``{task}`` and ``{seed}``), the
+``de3pipe`` arguments that connect them, and the config keys it reads: Snakemake passes those
+keys as ``params`` (a change reruns the stage and what follows) and DVC lists them as ``params``
+of ``config/config.yaml`` (the same effect for ``dvc repro``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import yaml
+
+RUN = "data/{task}/seed{seed}"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    inputs: dict[str, str]
+    outputs: dict[str, str]  # a trailing "/" marks a directory
+    args: str  # refers to {input.x}, {output.x}, {task}, {seed}
+    params: tuple[str, ...]  # config keys the stage reads
+    metrics: tuple[str, ...] = ()  # outputs that are DVC metrics (cache: false)
+    plots: tuple[str, ...] = ()  # outputs that are DVC plots
+    per_task: bool = True
+    heavy: bool = False  # training: declares a gpu resource
+    extra: dict = field(default_factory=dict)
+
+
+STAGES: dict[str, Stage] = {
+    stage.name: stage
+    for stage in [
+        Stage(
+            "prepare",
+            inputs={},
+            outputs={"data": f"{RUN}/prepared/"},
+            args="--task {task} --seed {seed} --out {output.data}",
+            params=("data",),
+        ),
+        Stage(
+            "finetune",
+            inputs={"data": f"{RUN}/prepared/"},
+            outputs={"model": f"{RUN}/finetuned/"},
+            args="--data {input.data} --seed {seed} --out {output.model}",
+            params=("model", "finetune"),
+            heavy=True,
+        ),
+        Stage(
+            "prototypes",
+            inputs={"data": f"{RUN}/prepared/", "model": f"{RUN}/finetuned/"},
+            outputs={"model": f"{RUN}/prototyped/"},
+            args="--data {input.data} --model {input.model} --seed {seed} --out {output.model}",
+            params=("prototypes", "finetune.layer_weighting"),
+            heavy=True,
+        ),
+        Stage(
+            "signals",
+            inputs={"data": f"{RUN}/prepared/", "model": f"{RUN}/prototyped/"},
+            outputs={"signals": f"{RUN}/signals/"},
+            args="--data {input.data} --model {input.model} --seed {seed} --out {output.signals}",
+            params=("signals",),
+            heavy=True,
+        ),
+        Stage(
+            "calibrate",
+            inputs={"signals": f"{RUN}/signals/"},
+            outputs={"thresholds": f"{RUN}/calibration/thresholds.json", "curves": f"{RUN}/calibration/curves.csv"},
+            args=f"--signals {{input.signals}} --seed {{seed}} --out {RUN}/calibration",
+            params=("calibration", "signals.eps"),
+            plots=("curves",),
+        ),
+        Stage(
+            "evaluate",
+            inputs={
+                "signals": f"{RUN}/signals/",
+                "thresholds": f"{RUN}/calibration/thresholds.json",
+                "data": f"{RUN}/prepared/",
+                "model": f"{RUN}/prototyped/",
+            },
+            outputs={
+                "metrics": f"{RUN}/evaluation/metrics.json",
+                "curves": f"{RUN}/evaluation/test_curves.csv",
+                "exits": f"{RUN}/evaluation/exits.parquet",
+                "submission": f"{RUN}/evaluation/submission/",
+            },
+            args=(
+                "--signals {input.signals} --thresholds {input.thresholds} --data {input.data} "
+                f"--model {{input.model}} --seed {{seed}} --out {RUN}/evaluation"
+            ),
+            params=("evaluation", "calibration"),
+            metrics=("metrics",),
+            plots=("curves",),
+        ),
+        Stage(
+            "report",
+            inputs={"evaluations": f"{RUN}/evaluation/metrics.json", "curves": f"{RUN}/evaluation/test_curves.csv"},
+            outputs={"table": "data/report/report.md", "summary": "data/report/summary.json", "plots": "data/report/plots/"},
+            args="--out data/report {input.evaluations}",
+            params=("report",),
+            metrics=("summary",),
+            per_task=False,
+        ),
+    ]
+}
+
+CONFIG_FILE = "config/config.yaml"
+
+
+def _strip(path: str) -> str:
+    return path.rstrip("/")
+
+
+def command(stage: Stage, paths: dict[str, dict[str, str]], task: str, seed: str, config: str) -> str:
+    """The shell command of ``stage`` with concrete (or templated) paths."""
+
+    def substitute(match: re.Match) -> str:
+        kind, key = match.group(1), match.group(2)
+        return paths[kind][key]
+
+    args = re.sub(r"\{(input|output)\.(\w+)\}", substitute, stage.args)
+    return f"de3pipe {stage.name} {args.format(task=task, seed=seed)} --config {config}"
+
+
+def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> str:
+    """``dvc.yaml``: per-task stages as a matrix over ``tasks`` x ``seeds`` (read from the config
+    through ``vars``), and the report over every evaluation."""
+
+    def item(path: str) -> str:
+        return _strip(path).replace("{task}", "${item.task}").replace("{seed}", "${item.seed}")
+
+    stages: dict[str, dict] = {}
+    for stage in STAGES.values():
+        if stage.per_task:
+            paths = {
+                "input": {k: item(v) for k, v in stage.inputs.items()},
+                "output": {k: item(v) for k, v in stage.outputs.items()},
+            }
+            deps = list(paths["input"].values())
+            cmd = command(stage, paths, "${item.task}", "${item.seed}", config) + " --overwrite --quiet"
+        else:
+            runs = [(t, s) for t in tasks for s in seeds]
+            expanded = {k: [_strip(v).format(task=t, seed=s) for t, s in runs] for k, v in stage.inputs.items()}
+            deps = [p for values in expanded.values() for p in values]
+            paths = {
+                "input": {k: " ".join(v) for k, v in expanded.items()},
+                "output": {k: _strip(v) for k, v in stage.outputs.items()},
+            }
+            cmd = command(stage, paths, "", "", config) + " --overwrite"
+        entry: dict = {}
+        if stage.per_task:
+            entry["matrix"] = {"task": "${tasks}", "seed": "${seeds}"}
+        entry["cmd"] = cmd
+        entry["deps"] = sorted(set(deps)) + ["de3pipe"]
+        entry["params"] = [{config: list(stage.params)}]
+        outs = [paths["output"][k] for k in stage.outputs if k not in stage.metrics]
+        entry["outs"] = outs
+        if stage.metrics:
+            entry["metrics"] = [{paths["output"][k]: {"cache": False}} for k in stage.metrics]
+        stages[stage.name] = entry
+    plots = [
+        {f"data/{{task}}/seed{{seed}}/{sub}".replace("{task}", t).replace("{seed}", str(s)): {"x": "speedup", "y": metric}}
+        for t in tasks
+        for s in seeds
+        for sub, metric in [("evaluation/test_curves.csv", "metric")]
+    ]
+    document = {"vars": [config], "stages": stages, "plots": plots}
+    header = (
+        "# Generated from de3pipe/pipeline.py by `de3pipe dvc-yaml` — do not edit by hand;\n"
+        "# a test fails when this file and the workflow drift apart.\n"
+    )
+    return header + yaml.safe_dump(document, sort_keys=False, width=1000)
