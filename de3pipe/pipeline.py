@@ -109,19 +109,25 @@ STAGES: dict[str, Stage] = {
 CONFIG_FILE = "config/config.yaml"
 
 
-def _strip(path: str) -> str:
+def is_directory(path: str) -> bool:
+    """Output templates mark directories with a trailing slash."""
+    return path.endswith("/")
+
+
+def plain_path(path: str) -> str:
     return path.rstrip("/")
 
 
-def command(stage: Stage, paths: dict[str, dict[str, str]], task: str, seed: str, config: str) -> str:
+def command(stage: Stage, paths: dict[str, dict[str, str]], task: str, seed: str, config_args: str) -> str:
     """The shell command of ``stage`` with concrete (or templated) paths."""
 
     def substitute(match: re.Match) -> str:
         kind, key = match.group(1), match.group(2)
         return paths[kind][key]
 
-    args = re.sub(r"\{(input|output)\.(\w+)\}", substitute, stage.args)
-    return f"de3pipe {stage.name} {args.format(task=task, seed=seed)} --config {config}"
+    args = stage.args.replace("{task}", task).replace("{seed}", seed)
+    args = re.sub(r"\{(input|output)\.(\w+)\}", substitute, args)
+    return f"de3pipe {stage.name} {args} {config_args}"
 
 
 def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> str:
@@ -129,7 +135,7 @@ def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> s
     through ``vars``), and the report over every evaluation."""
 
     def item(path: str) -> str:
-        return _strip(path).replace("{task}", "${item.task}").replace("{seed}", "${item.seed}")
+        return plain_path(path).replace("{task}", "${item.task}").replace("{seed}", "${item.seed}")
 
     stages: dict[str, dict] = {}
     for stage in STAGES.values():
@@ -139,16 +145,16 @@ def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> s
                 "output": {k: item(v) for k, v in stage.outputs.items()},
             }
             deps = list(paths["input"].values())
-            cmd = command(stage, paths, "${item.task}", "${item.seed}", config) + " --overwrite --quiet"
+            cmd = command(stage, paths, "${item.task}", "${item.seed}", f"--config {config}") + " --overwrite --quiet"
         else:
             runs = [(t, s) for t in tasks for s in seeds]
-            expanded = {k: [_strip(v).format(task=t, seed=s) for t, s in runs] for k, v in stage.inputs.items()}
+            expanded = {k: [plain_path(v).format(task=t, seed=s) for t, s in runs] for k, v in stage.inputs.items()}
             deps = [p for values in expanded.values() for p in values]
             paths = {
                 "input": {k: " ".join(v) for k, v in expanded.items()},
-                "output": {k: _strip(v) for k, v in stage.outputs.items()},
+                "output": {k: plain_path(v) for k, v in stage.outputs.items()},
             }
-            cmd = command(stage, paths, "", "", config) + " --overwrite"
+            cmd = command(stage, paths, "", "", f"--config {config}") + " --overwrite"
         entry: dict = {}
         if stage.per_task:
             entry["matrix"] = {"task": "${tasks}", "seed": "${seeds}"}

@@ -1,0 +1,110 @@
+# Config validation, tracking of the invocation, and the helpers that build every rule's
+# input, output, params and command from the one stage table in de3pipe/pipeline.py.
+import os
+import uuid
+from datetime import datetime, timezone
+
+from snakemake.utils import validate
+
+from de3pipe import tracking
+from de3pipe.config import load_config, merge, read_yaml
+from de3pipe.errors import De3Error
+from de3pipe.pipeline import STAGES, command, is_directory, plain_path
+
+
+def config_files():
+    """The config files in Snakemake's merge order: the workflow's own, then --configfile ones."""
+    cli = [str(p) for p in workflow.overwrite_configfiles]
+    own = [str(p) for p in workflow.configfiles if str(p) not in cli]
+    return own + cli
+
+
+CONFIG_FILES = config_files()
+merged = {}
+for path in CONFIG_FILES:
+    merged = merge(merged, read_yaml(path))
+if merged != config:
+    raise ValueError(
+        "`snakemake --config key=value` overrides do not reach the jobs (they read the config files); "
+        "put the values in a YAML file and pass it with --configfile"
+    )
+validate(config, schema="../schemas/config.schema.yaml")
+try:
+    SETTINGS = load_config(CONFIG_FILES)  # typed validation with clear messages, before any job
+except De3Error as error:
+    raise ValueError(str(error)) from None
+
+TASKS = config["tasks"]
+SEEDS = config["seeds"]
+CONFIG_ARGS = " ".join(f"--config {path}" for path in CONFIG_FILES)
+
+
+wildcard_constraints:
+    task="|".join(TASKS),
+    seed=r"\d+",
+
+
+def _lookup(key):
+    node = SETTINGS.model_dump() | {"report": config.get("report", {})}
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def stage_params(name):
+    """The config values a stage reads: a change to them reruns the stage (and what follows)."""
+    return {key: _lookup(key) for key in STAGES[name].params}
+
+
+def stage_input(name):
+    return {key: plain_path(path) for key, path in STAGES[name].inputs.items()}
+
+
+def stage_output(name):
+    return {
+        key: directory(plain_path(path)) if is_directory(path) else path
+        for key, path in STAGES[name].outputs.items()
+    }
+
+
+def stage_shell(name):
+    """`de3pipe <stage> ...` with Snakemake placeholders; torch uses the job's threads."""
+    stage = STAGES[name]
+    placeholders = {
+        "input": {key: f"{{input.{key}}}" for key in stage.inputs},
+        "output": {key: f"{{output.{key}}}" for key in stage.outputs},
+    }
+    cmd = command(stage, placeholders, "{wildcards.task}", "{wildcards.seed}", CONFIG_ARGS)
+    return f"OMP_NUM_THREADS={{threads}} {cmd} --overwrite --quiet > {{log}} 2>&1"
+
+
+def log_path(name):
+    return f"logs/{name}/{{task}}.seed{{seed}}.log"
+
+
+def benchmark_path(name):
+    return f"benchmarks/{name}/{{task}}.seed{{seed}}.tsv"
+
+
+onstart:
+    # One MLflow parent run per invocation; jobs find it in the environment they inherit.
+    if SETTINGS.tracking.enabled:
+        group = os.environ.setdefault(
+            tracking.GROUP_ENV, datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
+        )
+        os.environ[tracking.PARENT_ENV] = tracking.start_parent(
+            SETTINGS.tracking.uri,
+            SETTINGS.tracking.experiment,
+            f"snakemake {group}",
+            {"run_group": group, "stage": "pipeline", "tasks": ",".join(TASKS), "seeds": ",".join(map(str, SEEDS))},
+        )
+
+
+onsuccess:
+    if SETTINGS.tracking.enabled and tracking.PARENT_ENV in os.environ:
+        tracking.end_parent(SETTINGS.tracking.uri, os.environ[tracking.PARENT_ENV], "FINISHED")
+
+
+onerror:
+    if SETTINGS.tracking.enabled and tracking.PARENT_ENV in os.environ:
+        tracking.end_parent(SETTINGS.tracking.uri, os.environ[tracking.PARENT_ENV], "FAILED")

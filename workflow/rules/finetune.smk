@@ -1,0 +1,21 @@
+# Stage 1: fine-tune the backbone and one internal classifier per layer.
+rule finetune:
+    input:
+        **stage_input("finetune"),
+    output:
+        **stage_output("finetune"),
+    params:
+        settings=stage_params("finetune"),
+    log:
+        log_path("finetune"),
+    benchmark:
+        benchmark_path("finetune")
+    conda:
+        "../envs/de3pipe.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=lambda wildcards, attempt: 240 * attempt,
+        gpu=1,
+    shell:
+        stage_shell("finetune")
