@@ -96,6 +96,7 @@ def prepare(
     set_: SetOpt = None,
     seed: SeedOpt = None,
     overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Read a GLUE task (GLUE folder or hub), carve the validation split, write parquet + stats."""
     from de3pipe.data.prepare import prepare_task
@@ -214,16 +215,6 @@ def _signals_file(path: Path, split: str) -> Path:
     return path / f"{split}.npz" if path.is_dir() else path
 
 
-def _strategy_metrics(results: dict, prefix: str, key: str) -> dict[str, float]:
-    return {
-        f"{prefix}{name}@{target}x.{field}": entry[field]
-        for name, targets in results.items()
-        for target, entry in targets.items()
-        for field in (key, "speedup")
-        if field in entry
-    }
-
-
 @app.command()
 @_user_errors
 def calibrate(
@@ -233,6 +224,7 @@ def calibrate(
     set_: SetOpt = None,
     seed: SeedOpt = None,
     overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Sweep every strategy's knob on the validation split; freeze one operating point per target."""
     from de3pipe.calibration import calibrate as run_stage
@@ -249,7 +241,7 @@ def calibrate(
         write_json(out / "thresholds.json", thresholds)
         metric = thresholds["metric"]
         flat = {
-            f"validation.{name}@{target}x.{field}": entry[key]
+            f"validation/{name}/{target}x/{field}": entry[key]
             for name, targets in thresholds["strategies"].items()
             for target, entry in targets.items()
             for field, key in ((metric, f"validation_{metric}"), ("speedup", "validation_speedup"))
@@ -281,6 +273,7 @@ def evaluate(
     set_: SetOpt = None,
     seed: SeedOpt = None,
     overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Apply the frozen thresholds to the test split: metrics, speed-ups, exits, curves, submission files."""
     from de3pipe.calibration import sweep
@@ -321,7 +314,7 @@ def _log_evaluation(run, results: dict, metric: str, out: Path) -> None:
     run.log_per_layer(f"test_{metric}_per_layer", [layer[metric] for layer in results["per_layer"]])
     run.log_per_layer("test_mean_entropy_per_layer", results["mean_entropy_per_layer"])
     for row in results.get("wallclock", []):
-        run.log_metrics({f"wallclock.{row['strategy_name']}@{row['target']}x": row["wallclock_speedup"]})
+        run.log_metrics({f"wallclock_speedup/{row['strategy_name']}/{row['target']}x": row["wallclock_speedup"]})
     run.log_artifact(out / "metrics.json")
     run.log_artifact(out / "test_curves.csv")
     for name, targets in results["strategies"].items():
@@ -429,6 +422,7 @@ def report(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """The paper-style table (strategy x target x task, mean ± 95% CI over seeds) and plots."""
     from de3pipe.report import build_report

@@ -14,9 +14,9 @@ from de3pipe.pipeline import STAGES, command, is_directory, plain_path
 
 def config_files():
     """The config files in Snakemake's merge order: the workflow's own, then --configfile ones."""
-    cli = [str(p) for p in workflow.overwrite_configfiles]
-    own = [str(p) for p in workflow.configfiles if str(p) not in cli]
-    return own + cli
+    cli = [os.path.relpath(p) for p in workflow.overwrite_configfiles]
+    own = [os.path.relpath(p) for p in workflow.configfiles]
+    return [p for p in own if p not in cli] + cli
 
 
 CONFIG_FILES = config_files()
