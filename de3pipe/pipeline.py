@@ -99,7 +99,7 @@ STAGES: dict[str, Stage] = {
             inputs={"evaluations": f"{RUN}/evaluation/metrics.json", "curves": f"{RUN}/evaluation/test_curves.csv"},
             outputs={"table": "data/report/report.md", "summary": "data/report/summary.json", "plots": "data/report/plots/"},
             args="--out data/report {input.evaluations}",
-            params=("report",),
+            params=(),
             metrics=("summary",),
             per_task=False,
         ),
@@ -160,7 +160,8 @@ def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> s
             entry["matrix"] = {"task": "${tasks}", "seed": "${seeds}"}
         entry["cmd"] = cmd
         entry["deps"] = sorted(set(deps)) + ["de3pipe"]
-        entry["params"] = [{config: list(stage.params)}]
+        if stage.params:
+            entry["params"] = [{config: list(stage.params)}]
         outs = [paths["output"][k] for k in stage.outputs if k not in stage.metrics]
         entry["outs"] = outs
         if stage.metrics:

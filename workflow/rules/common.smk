@@ -45,7 +45,7 @@ wildcard_constraints:
 
 
 def _lookup(key):
-    node = SETTINGS.model_dump() | {"report": config.get("report", {})}
+    node = SETTINGS.model_dump()
     for part in key.split("."):
         node = node[part]
     return node
@@ -83,7 +83,7 @@ def log_path(name):
 
 
 def benchmark_path(name):
-    return f"benchmarks/{name}/{{task}}.seed{{seed}}.tsv"
+    return f"logs/benchmarks/{name}/{{task}}.seed{{seed}}.tsv"
 
 
 onstart:

@@ -5,8 +5,6 @@ rule report:
         curves=expand(STAGES["report"].inputs["curves"], task=TASKS, seed=SEEDS),
     output:
         **stage_output("report"),
-    params:
-        settings=stage_params("report"),
     log:
         "logs/report.log",
     conda:

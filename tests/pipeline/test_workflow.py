@@ -1,0 +1,102 @@
+"""The workflow itself: one graph for Snakemake and DVC, validation before any job, lint."""
+
+import json
+import re
+import sqlite3
+
+import yaml
+
+from de3pipe.config import pipeline_schema
+from de3pipe.pipeline import STAGES, dvc_yaml
+from tests.pipeline.conftest import ROOT, needs_glue, run
+
+
+def test_dvc_yaml_is_generated_from_the_workflow():
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    expected = dvc_yaml(config["tasks"], config["seeds"])
+    assert (ROOT / "dvc.yaml").read_text() == expected, "dvc.yaml drifted: run `de3pipe dvc-yaml > dvc.yaml`"
+    stages = yaml.safe_load(expected)["stages"]
+    assert list(stages) == list(STAGES)
+    for name, stage in stages.items():
+        assert stage["params"] == [{"config/config.yaml": list(STAGES[name].params)}]
+
+
+def test_every_declared_param_is_in_every_config():
+    """DVC fails on a params key missing from the file, so every config spells them all out."""
+    for name in ("config.yaml", "test.yaml", "paper.yaml"):
+        config = yaml.safe_load((ROOT / "config" / name).read_text())
+        for stage in STAGES.values():
+            for key in stage.params:
+                node = config
+                for part in key.split("."):
+                    assert part in node, f"{name} lacks {key} (a param of stage {stage.name})"
+                    node = node[part]
+
+
+def test_config_schema_is_generated():
+    committed = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert committed == json.loads(json.dumps(pipeline_schema())), "run `de3pipe config-schema > workflow/schemas/...`"
+
+
+def test_every_stage_has_its_rule_file():
+    for name in STAGES:
+        text = (ROOT / "workflow" / "rules" / f"{name}.smk").read_text()
+        assert f"rule {name}:" in text and "log:" in text and "threads:" in text and "resources:" in text
+
+
+def test_lint_is_clean(project):
+    proc = run(["snakemake", "--lint"], project)
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+@needs_glue
+def test_dry_run_of_the_default_config(project):
+    proc = run(["snakemake", "-n", "all"], project)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.MULTILINE))
+    for name in ("prepare", "finetune", "prototypes", "signals", "calibrate", "evaluate"):
+        assert counts[name] == "4", name  # the default config's four tasks
+    assert counts["report"] == "1" and counts["total"] == "26"
+
+
+def _write(project, text):
+    (project / "config" / "bad.yaml").write_text(text)
+    return run(["snakemake", "-n", "all", "--configfile", "config/bad.yaml"], project, check=False)
+
+
+def test_invalid_configs_fail_before_any_job(project):
+    proc = _write(project, "finetune:\n  learning_rate: -1.0\n")
+    assert proc.returncode != 0 and "learning_rate" in proc.stderr + proc.stdout
+    proc = _write(project, "tasks: [sst2, sst5]\n")
+    assert proc.returncode != 0 and "sst5" in proc.stderr + proc.stdout
+    proc = _write(project, "finetune:\n  learning_rat: 1.0e-5\n")
+    output = proc.stderr + proc.stdout
+    assert proc.returncode != 0 and "learning_rat" in output
+    proc = _write(project, "calibration:\n  targets: [0.5, 2]\n")
+    assert proc.returncode != 0 and "targets" in proc.stderr + proc.stdout
+    assert not (project / "data").exists() and not (project / "mlflow.db").exists()
+
+
+@needs_glue
+def test_snakemake_runs_every_rule_of_the_tiny_config(project):
+    run(["snakemake", "all", "--cores", "2", "--configfile", "config/test.yaml"], project)
+    report = (project / "data" / "report" / "report.md").read_text()
+    for strategy in ("de3", "entropy", "maxprob", "patience", "pcee", "distance", "static", "oracle"):
+        assert f"| {strategy}" in report
+    assert "| strategy | target | rte | sst2 |" in report
+    assert (project / "data" / "report" / "plots" / "sst2.png").stat().st_size > 10_000
+    for task in ("sst2", "rte"):
+        run_dir = project / "data" / task / "seed1"
+        assert (run_dir / "evaluation" / "submission" / "de3_2").is_dir()
+        assert json.loads((run_dir / "evaluation" / "metrics.json").read_text())["wallclock"]
+    with sqlite3.connect(project / "mlflow.db") as db:
+        rows = db.execute(
+            "select t.value, r.status from runs r join tags t on t.run_uuid = r.run_uuid where t.key = 'stage'"
+        ).fetchall()
+    stages = [stage for stage, _ in rows]
+    assert {status for _, status in rows} == {"FINISHED"}
+    for stage in ("prepare", "finetune", "prototypes", "signals", "calibrate"):
+        assert stages.count(stage) == 2, stage
+    assert stages.count("pipeline") == 1 and stages.count("report") == 1
+    assert stages.count("evaluate") == 2 * (1 + 8)  # one run per job + one child per strategy
+    again = run(["snakemake", "-n", "all", "--configfile", "config/test.yaml"], project)
+    assert "Nothing to be done" in again.stdout + again.stderr
