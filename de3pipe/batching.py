@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -44,9 +45,20 @@ def encode_split(frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_le
     return EncodedSplit(features, frame["label"].to_numpy(np.int64), frame["idx"].to_numpy(np.int64))
 
 
-def collate(tokenizer: PreTrainedTokenizerBase, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+def resolve_device() -> torch.device:
+    """A runtime choice, not experiment config: $DE3PIPE_DEVICE (cpu, cuda, cuda:1), else the GPU if any."""
+    wanted = os.environ.get("DE3PIPE_DEVICE")
+    if wanted:
+        return torch.device(wanted)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def collate(
+    tokenizer: PreTrainedTokenizerBase, features: list[dict[str, list[int]]], device: torch.device | None = None
+) -> dict[str, torch.Tensor]:
     # Right padding: the early-exit engine trims trailing padding columns as rows leave.
-    return dict(tokenizer.pad(features, padding=True, return_tensors="pt"))
+    batch = dict(tokenizer.pad(features, padding=True, return_tensors="pt"))
+    return {key: value.to(device) for key, value in batch.items()} if device is not None else batch
 
 
 def length_sorted_batches(split: EncodedSplit, batch_size: int) -> Iterator[np.ndarray]:

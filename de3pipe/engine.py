@@ -48,6 +48,7 @@ class EarlyExitEngine:
         """Early exit with ``strategy``; with ``strategy=None``, every layer for every row and all
         signals returned (the signal pass)."""
         model, n_layers = self.model, self.model.num_layers
+        batch = {key: value.to(model.device) for key, value in batch.items()}
         mask = batch["attention_mask"]
         hidden = model.embed(batch["input_ids"], batch.get("token_type_ids"))
         n = hidden.shape[0]
@@ -81,7 +82,7 @@ class EarlyExitEngine:
                 keep = ~leaving
                 rows = rows[keep]
                 state = {k: v[keep] for k, v in state.items()}
-                keep_t = torch.from_numpy(keep)
+                keep_t = torch.from_numpy(keep).to(model.device)
                 width = int(mask[keep_t].sum(1).max())  # right padding: trim unused columns
                 hidden = hidden[keep_t, :width]
                 mask = mask[keep_t, :width]
@@ -92,13 +93,14 @@ class EarlyExitEngine:
     def run_full(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         """The ordinary model: every layer, only the last classifier. The wall-clock baseline."""
         model = self.model
+        batch = {key: value.to(model.device) for key, value in batch.items()}
         mask = batch["attention_mask"]
         hidden = model.embed(batch["input_ids"], batch.get("token_type_ids"))
         bias = model.attention_bias(hidden, mask)
         for layer in range(model.num_layers):
             hidden = model.run_layer(layer, hidden, bias)
         logits, _ = model.exit_head(model.num_layers - 1, hidden, mask)
-        return logits.argmax(-1).numpy()
+        return logits.argmax(-1).cpu().numpy()
 
 
 def collect_signals(

@@ -36,13 +36,13 @@ class LayerSignals:
 
 def layer_signals(logits: torch.Tensor, distances: torch.Tensor | None, eps: float) -> LayerSignals:
     # log_softmax, not softmax-then-log: no overflow, no log(0).
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    log_probs = torch.log_softmax(logits.float(), dim=-1).cpu()
     pred = log_probs.argmax(-1)
     n_classes = log_probs.shape[-1]
     entropy = -(log_probs.exp() * log_probs).sum(-1) / math.log(n_classes)
     out = LayerSignals(log_probs.numpy(), pred.numpy(), entropy.clamp(0, 1).numpy())
     if distances is not None:
-        distances = distances.float()
+        distances = distances.float().cpu()
         r1 = distances.gather(1, pred[:, None]).squeeze(1)
         r2 = distances.scatter(1, pred[:, None], float("inf")).min(-1).values
         ratio = 0.5 * (1 + (r1 - r2) / torch.maximum(r1, r2).clamp(min=eps))

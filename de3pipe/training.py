@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from de3pipe.batching import EncodedSplit, collate, encode_split, length_sorted_batches
+from de3pipe.batching import EncodedSplit, collate, encode_split, length_sorted_batches, resolve_device
 from de3pipe.config import Config, OptimConfig
 from de3pipe.data.prepare import PreparedData
 from de3pipe.errors import De3Error
@@ -85,10 +85,10 @@ def forward_split(model: MultiExitModel, tokenizer, split: EncodedSplit, batch_s
     preds = np.zeros((n, model.num_layers), dtype=np.int64)
     pooled = torch.zeros(n, model.num_layers, model.config.hidden_size)
     for rows in tqdm(list(length_sorted_batches(split, batch_size)), desc="forward", disable=not progress):
-        batch = collate(tokenizer, [split.features[i] for i in rows])
+        batch = collate(tokenizer, [split.features[i] for i in rows], model.device)
         logits, u = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-        preds[rows] = logits.argmax(-1).T.numpy()
-        pooled[torch.from_numpy(rows)] = u.transpose(0, 1)
+        preds[rows] = logits.argmax(-1).T.cpu().numpy()
+        pooled[torch.from_numpy(rows)] = u.transpose(0, 1).float().cpu()
     return preds, pooled
 
 
@@ -101,6 +101,7 @@ def finetune(data: PreparedData, cfg: Config, out_dir: Path, overwrite: bool = F
     seed_everything(cfg.seed)
     task = data.task
     model, tokenizer = MultiExitModel.from_base(cfg.model.name_or_path, task, cfg.model)
+    model.to(resolve_device())
     train = encode_split(data.split("train"), tokenizer, model.config.max_length)
     validation = encode_split(data.split("validation"), tokenizer, model.config.max_length)
     opt = cfg.finetune
@@ -108,15 +109,15 @@ def finetune(data: PreparedData, cfg: Config, out_dir: Path, overwrite: bool = F
     optimizer, scheduler = _optimizer(list(model.named_parameters()), opt, total)
     weights = layer_weights(model.num_layers, opt.layer_weighting)
     generator = torch.Generator().manual_seed(cfg.seed)
-    labels_all = torch.tensor(train.labels)
+    labels_all = torch.tensor(train.labels, device=model.device)
     history, step, start = [], 0, time.perf_counter()
     bar = tqdm(total=total, desc=f"finetune {task.name}", disable=not progress)
     for epoch in range(math.ceil(total / per_epoch)):
         model.train()
         for rows in _shuffled_batches(len(train), opt.batch_size, generator):
-            batch = collate(tokenizer, [train.features[i] for i in rows])
+            batch = collate(tokenizer, [train.features[i] for i in rows], model.device)
             logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-            labels = labels_all[rows]
+            labels = labels_all[torch.from_numpy(rows).to(model.device)]
             losses = torch.stack([nn.functional.cross_entropy(layer_logits, labels) for layer_logits in logits])
             loss = (weights * losses).sum()
             optimizer.zero_grad(set_to_none=True)
@@ -157,11 +158,12 @@ def train_prototypes(
     if model.config.task != data.task.name:
         raise De3Error(f"{model_dir} was trained on {model.config.task}, but the data is {data.task.name}")
     seed_everything(cfg.seed)
+    model.to(resolve_device())
     task, opt = data.task, cfg.prototypes
     n_proto = model.num_layers - 1
     train = encode_split(data.split("train"), tokenizer, model.config.max_length)
     validation = encode_split(data.split("validation"), tokenizer, model.config.max_length)
-    labels_all = torch.tensor(train.labels)
+    labels_all = torch.tensor(train.labels, device=model.device)
     start = time.perf_counter()
     if opt.freeze_backbone:
         for param in model.parameters():
@@ -182,12 +184,12 @@ def train_prototypes(
     for epoch in range(math.ceil(total / per_epoch)):
         model.train(not opt.freeze_backbone)
         for rows in _shuffled_batches(len(train), opt.batch_size, generator):
-            labels = labels_all[rows]
-            ic_loss = torch.zeros(())
+            labels = labels_all[torch.from_numpy(rows).to(model.device)]
+            ic_loss = torch.zeros((), device=model.device)
             if opt.freeze_backbone:
-                u = cached[torch.from_numpy(rows)].transpose(0, 1)  # (M-1, B, H)
+                u = cached[torch.from_numpy(rows)].transpose(0, 1).to(model.device)  # (M-1, B, H)
             else:
-                batch = collate(tokenizer, [train.features[i] for i in rows])
+                batch = collate(tokenizer, [train.features[i] for i in rows], model.device)
                 logits, u = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
                 losses = torch.stack([nn.functional.cross_entropy(layer_logits, labels) for layer_logits in logits])
                 ic_loss = (weights * losses).sum()
@@ -233,7 +235,8 @@ def _nearest_prototype_metrics(model, pooled: torch.Tensor, labels: np.ndarray, 
     """Per layer: the task metric of predicting the nearest prototype's class (how well DAR separates)."""
     metrics = []
     for m in range(model.num_layers - 1):
-        nearest = model.distances(m, model.embed_prototype_space(m, pooled[:, m])).argmin(-1).numpy()
+        u = pooled[:, m].to(model.device)
+        nearest = model.distances(m, model.embed_prototype_space(m, u)).argmin(-1).cpu().numpy()
         metrics.append(task_metrics(task, labels, nearest))
     return metrics
 

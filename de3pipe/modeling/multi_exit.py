@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, PreTrainedTokenizerBase
 
+from de3pipe.batching import resolve_device
 from de3pipe.errors import De3Error
 from de3pipe.modeling import backbone as bb
 
@@ -74,6 +75,10 @@ class MultiExitModel(nn.Module):
     @property
     def num_layers(self) -> int:
         return self.config.num_layers
+
+    @property
+    def device(self) -> torch.device:
+        return self.prototypes.device
 
     def exit_head(self, layer: int, hidden: torch.Tensor, attention_mask: torch.Tensor):
         """Layer ``layer`` (0-based) exit: (logits, u) with u the IC's pooled representation."""
@@ -220,5 +225,5 @@ def load_checkpoint(
             f"the tokenizer in {folder} has {len(tokenizer)} tokens but the model's embeddings hold {vocab}: "
             "they come from different models; save the model with its own tokenizer"
         )
-    model.eval()
+    model.to(resolve_device()).eval()
     return model, tokenizer

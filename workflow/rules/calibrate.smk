@@ -10,7 +10,7 @@ rule calibrate:
         log_path("calibrate"),
     conda:
         "../envs/de3pipe.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,

@@ -78,6 +78,12 @@ def stage_shell(name):
     return f"OMP_NUM_THREADS={{threads}} {cmd} --overwrite --quiet > {{log}} 2>&1"
 
 
+# A torch job uses every core it is given; on one machine more of them at once only contend
+# (and would spoil the wall-clock measurements), so they take all cores, one at a time
+# (the profile's torch_jobs limit). Cluster profiles set threads and resources per job.
+TORCH_THREADS = max(1, min(workflow.cores or 1, os.cpu_count() or 1))
+
+
 def log_path(name):
     return f"logs/{name}/{{task}}.seed{{seed}}.log"
 

@@ -12,8 +12,9 @@ rule evaluate:
         benchmark_path("evaluate")
     conda:
         "../envs/de3pipe.yaml"
-    threads: 2
+    threads: TORCH_THREADS
     resources:
+        torch_jobs=1,
         mem_mb=4000,
         runtime=30,
     shell:

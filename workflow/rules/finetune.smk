@@ -12,8 +12,9 @@ rule finetune:
         benchmark_path("finetune")
     conda:
         "../envs/de3pipe.yaml"
-    threads: 2
+    threads: TORCH_THREADS
     resources:
+        torch_jobs=1,
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=lambda wildcards, attempt: 240 * attempt,
         gpu=1,
