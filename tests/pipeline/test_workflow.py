@@ -38,6 +38,21 @@ def test_config_schema_is_generated():
     assert committed == json.loads(json.dumps(pipeline_schema())), "run `de3pipe config-schema > workflow/schemas/...`"
 
 
+def test_config_readme_documents_every_key():
+    from pydantic import BaseModel
+
+    from de3pipe.config import Config
+
+    text = (ROOT / "config" / "README.md").read_text()
+    for section, info in Config.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            for key in info.annotation.model_fields:
+                shared = f"`*.{key}`" if section in ("finetune", "prototypes") else None
+                assert f"`{section}.{key}`" in text or (shared and shared in text), f"{section}.{key}"
+        else:
+            assert f"`{section}`" in text
+
+
 def test_every_stage_has_its_rule_file():
     for name in STAGES:
         text = (ROOT / "workflow" / "rules" / f"{name}.smk").read_text()
