@@ -1,9 +1,11 @@
 # Config validation, tracking of the invocation, and the helpers that build every rule's
 # input, output, params and command from the one stage table in de3pipe/pipeline.py.
 import os
+import subprocess
 import uuid
 from datetime import datetime, timezone
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from de3pipe import tracking
@@ -109,6 +111,13 @@ onstart:
 onsuccess:
     if SETTINGS.tracking.enabled and tracking.PARENT_ENV in os.environ:
         tracking.end_parent(SETTINGS.tracking.uri, os.environ[tracking.PARENT_ENV], "FINISHED")
+    # dvc.yaml describes the default config's graph: record what this run made in dvc.lock, so
+    # `dvc status`/`dvc repro` agree with Snakemake. Once, here, after every job has finished
+    # (DVC must never run inside parallel jobs).
+    if CONFIG_FILES == ["config/config.yaml"] and os.path.isdir(".dvc"):
+        committed = subprocess.run(["dvc", "commit", "--force", "--quiet"], check=False)
+        if committed.returncode != 0:
+            logger.warning("`dvc commit --force` failed; run it by hand to record the outputs in dvc.lock")
 
 
 onerror:
