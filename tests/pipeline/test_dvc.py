@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from de3pipe.pipeline import dvc_yaml
-from tests.pipeline.conftest import needs_glue, run
+from tests.pipeline.conftest import ROOT, needs_glue, run
 
 PER_TASK = ("prepare", "finetune", "prototypes", "signals", "calibrate", "evaluate")
 
@@ -22,7 +22,7 @@ def test_dvc_repro_push_clone_pull(project, tmp_path):
     config = (project / "config" / "test.yaml").read_text()
     (project / "config" / "config.yaml").write_text(config)  # dvc.yaml reads config/config.yaml
     (project / "dvc.yaml").write_text(dvc_yaml(["sst2", "rte"], [1]))
-    (project / ".gitignore").write_text("/data/\n/logs/\n/mlflow.db\n/mlartifacts/\n/.snakemake/\n")
+    shutil.copy2(ROOT / ".gitignore", project / ".gitignore")  # metrics (cache: false) go to git
     run(["git", "init", "-q"], project)
     run(["dvc", "init", "-q"], project)
     run(["dvc", "remote", "add", "-d", "local", str(tmp_path / "remote")], project)
