@@ -54,6 +54,20 @@ def dar_loss(distances: torch.Tensor, labels: torch.Tensor, kind: str, margin: f
     return torch.relu(gold - other + margin).mean()
 
 
+def _ic_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The weighted internal-classifier loss over every exit; ``logits`` (M, B, K)."""
+    losses = torch.stack([nn.functional.cross_entropy(layer_logits, labels) for layer_logits in logits])
+    return (weights * losses).sum()
+
+
+def _optimizer_step(loss: torch.Tensor, params: list[nn.Parameter], optimizer, scheduler, max_grad_norm: float) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+
+
 def _optimizer(params: list[tuple[str, nn.Parameter]], cfg: OptimConfig, total_steps: int):
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [
@@ -118,13 +132,8 @@ def finetune(data: PreparedData, cfg: Config, out_dir: Path, overwrite: bool = F
             batch = collate(tokenizer, [train.features[i] for i in rows], model.device)
             logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
             labels = labels_all[torch.from_numpy(rows).to(model.device)]
-            losses = torch.stack([nn.functional.cross_entropy(layer_logits, labels) for layer_logits in logits])
-            loss = (weights * losses).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), opt.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
+            loss = _ic_loss(logits, labels, weights)
+            _optimizer_step(loss, list(model.parameters()), optimizer, scheduler, opt.max_grad_norm)
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -191,17 +200,12 @@ def train_prototypes(
             else:
                 batch = collate(tokenizer, [train.features[i] for i in rows], model.device)
                 logits, u = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-                losses = torch.stack([nn.functional.cross_entropy(layer_logits, labels) for layer_logits in logits])
-                ic_loss = (weights * losses).sum()
+                ic_loss = _ic_loss(logits, labels, weights)
             z = torch.stack([model.embed_prototype_space(m, u[m]) for m in range(n_proto)])
             model.update_prototypes(z, labels, opt.ema_gamma)
             dar = torch.stack([dar_loss(model.distances(m, z[m]), labels, opt.loss, opt.margin) for m in range(n_proto)])
             loss = ic_loss + dar.mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_([p for _, p in trainable], opt.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
+            _optimizer_step(loss, [p for _, p in trainable], optimizer, scheduler, opt.max_grad_norm)
             step += 1
             bar.update(1)
             bar.set_postfix(dar=f"{dar.mean().item():.4f}")
