@@ -18,6 +18,13 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Light rules (no torch, seconds each) run on the submitting host when a cluster executor is used.
+localrules:
+    all,
+    calibrate,
+    report,
+
+
 rule all:
     input:
         rules.report.output,

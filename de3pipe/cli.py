@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -42,7 +44,7 @@ def _config(config: list[Path] | None, overrides: list[str] | None, seed: int | 
 
 
 def _user_errors(fn):
-    """Turn a De3Error into one clear line on stderr and exit status 2 (no traceback)."""
+    """Turn a De3Error (or a full disk) into one clear line on stderr and exit status 2 (no traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -50,6 +52,16 @@ def _user_errors(fn):
             return fn(*args, **kwargs)
         except De3Error as exc:
             typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = f" writing {exc.filename}" if exc.filename else ""
+            typer.echo(
+                f"error: no space left on the device{where} ({exc.strerror}); free some space and rerun. "
+                "Outputs are written to a temporary folder first: the previous complete output, if any, is untouched.",
+                err=True,
+            )
             raise typer.Exit(2) from None
 
     return wrapper
@@ -463,8 +475,15 @@ def config_schema() -> None:
     typer.echo(yaml.safe_dump(pipeline_schema(), sort_keys=False, width=1000), nl=False)
 
 
+def _exit_on_sigterm(signum: int, _frame) -> None:
+    # scancel, a cluster's preemption and Snakemake's own cancel send SIGTERM: unwind normally so
+    # temporary outputs are removed and the MLflow run is marked FAILED instead of left RUNNING.
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     app()
 
 

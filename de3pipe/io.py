@@ -32,10 +32,27 @@ def _check_target(path: Path, overwrite: bool) -> None:
         raise De3Error(f"{path} already exists; remove it or pass --overwrite to replace it")
 
 
+def _recover(path: Path) -> None:
+    """Tidy what a killed writer of ``path`` left beside it (one writer per output at a time:
+    Snakemake's lock). A previous output moved aside for replacement comes back if no new one
+    took its place; half-written temporaries go."""
+    for old in sorted(path.parent.glob(f".{path.name}.old-*")):
+        if not path.exists() and (old / path.name).exists():
+            os.replace(old / path.name, path)
+        shutil.rmtree(old, ignore_errors=True)
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` in one rename."""
     path = Path(path)
+    if path.parent.is_dir():
+        _recover(path)
     _check_target(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
@@ -58,6 +75,8 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
 def atomic_file(path: str | os.PathLike, mode: str = "w", overwrite: bool = True) -> Iterator[Any]:
     """Open a temporary file beside ``path`` for writing; rename it over ``path`` when closed cleanly."""
     path = Path(path)
+    if path.parent.is_dir():
+        _recover(path)
     _check_target(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)

@@ -188,4 +188,23 @@ def start_parent(uri: str | None, experiment: str, name: str, tags: dict[str, An
 
 
 def end_parent(uri: str | None, run_id: str, status: str) -> None:
-    _retry(_client(tracking_uri(uri)).set_terminated, run_id, status)
+    """End an invocation's run, and mark FAILED the runs of its jobs that a SIGKILL (out of memory,
+    a node lost, a time limit) left RUNNING: their processes could not close them."""
+    client = _client(tracking_uri(uri))
+    parent = _retry(client.get_run, run_id)
+    group = parent.data.tags.get("run_group")
+    if group:
+        experiment = [parent.info.experiment_id]
+        pending = _retry(client.search_runs, experiment, f"tags.run_group = '{group}' and attributes.status = 'RUNNING'")
+        while pending:
+            run = pending.pop()
+            if run.info.run_id == run_id:
+                continue
+            _retry(client.set_tag, run.info.run_id, "de3pipe.end", "its process was killed before it could end the run")
+            _retry(client.set_terminated, run.info.run_id, "FAILED")
+            pending += _retry(
+                client.search_runs,
+                experiment,
+                f"tags.mlflow.parentRunId = '{run.info.run_id}' and attributes.status = 'RUNNING'",
+            )
+    _retry(client.set_terminated, run_id, status)

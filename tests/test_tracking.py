@@ -1,7 +1,9 @@
 """MLflow tracking: runs end FINISHED or FAILED, per-layer steps, and parallel writers lose nothing."""
 
 import multiprocessing
+import os
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -38,21 +40,65 @@ def test_tracking_off_is_a_no_op(tmp_path, monkeypatch):
 
 
 def _job(args):
-    uri, index = args
-    with tracking.job_run(True, uri, "exp", f"job{index}", {"stage": "test", "task": f"t{index}"}) as run:
+    uri, experiment, index, folder = args
+    artifact = Path(folder) / f"artifact{index}.txt"
+    artifact.write_text(f"job {index}\n")
+    with tracking.job_run(True, uri, experiment, f"job{index}", {"stage": "test", "task": f"t{index}"}) as run:
         run.log_params({"section": {f"k{i}": i for i in range(20)}})
         for step in range(10):
             run.log_metrics({f"m{i}": float(i * step) for i in range(10)}, step=step)
+        run.log_artifact(artifact)
     return index
 
 
-def test_parallel_jobs_lose_no_run_and_no_metric(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracking.start_parent(uri, "exp", "parent", {})  # the Snakefile's onstart creates the store first
+@pytest.mark.parametrize("store", ["sqlite", "server"])
+def test_parallel_jobs_lose_no_run_and_no_metric(store, tmp_path, request):
+    """8 jobs at once, each with 20 params, 100 metric values and an artifact: nothing is lost and
+    no job fails with "database is locked" (writes are batched and retried)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}" if store == "sqlite" else request.getfixturevalue("mlflow_server")
+    experiment = f"exp-{tmp_path.name}"
+    parent = tracking.start_parent(uri, experiment, "parent", {})  # the Snakefile's onstart creates the store first
     with multiprocessing.get_context("spawn").Pool(8) as pool:
-        assert sorted(pool.map(_job, [(uri, i) for i in range(8)])) == list(range(8))
-    runs = _runs(tmp_path / "mlflow.db")
-    assert len(runs) == 9
-    with sqlite3.connect(tmp_path / "mlflow.db") as conn:
-        (count,) = conn.execute("select count(*) from metrics").fetchone()
-    assert count == 8 * 10 * 10
+        jobs = [(uri, experiment, i, str(tmp_path)) for i in range(8)]
+        assert sorted(pool.map(_job, jobs)) == list(range(8))
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.get_experiment_by_name(experiment).experiment_id
+    runs = [run for run in client.search_runs([exp_id]) if run.info.run_id != parent]
+    assert len(runs) == 8 and {run.info.status for run in runs} == {"FINISHED"}
+    for run in runs:
+        assert len(run.data.params) == 20
+        assert sum(len(client.get_metric_history(run.info.run_id, f"m{i}")) for i in range(10)) == 100
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == [f"artifact{run.info.run_name[3:]}.txt"]
+
+
+_KILLED_JOB = """
+import sys, time
+from de3pipe import tracking
+with tracking.job_run(True, sys.argv[1], "exp", "killed", {"stage": "finetune"}) as run:
+    with run.child("strategy", {"stage": "finetune"}):
+        print("started", flush=True)
+        time.sleep(600)
+"""
+
+
+def test_runs_of_killed_jobs_end_failed_with_the_invocation(tmp_path):
+    """SIGKILL leaves no chance to close a run: the invocation's end marks its RUNNING runs FAILED."""
+    import signal
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = tracking.start_parent(uri, "exp", "snakemake", {"run_group": "g1", "stage": "pipeline"})
+    env = {**os.environ, tracking.PARENT_ENV: parent, tracking.GROUP_ENV: "g1"}
+    job = subprocess.Popen([sys.executable, "-c", _KILLED_JOB, uri], env=env, stdout=subprocess.PIPE, text=True)
+    assert job.stdout.readline().strip() == "started"
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    other = tracking.start_parent(uri, "exp", "another invocation", {"run_group": "g2", "stage": "pipeline"})
+    assert {status for _, status, _ in _runs(tmp_path / "mlflow.db")} == {"RUNNING"}
+    tracking.end_parent(uri, parent, "FINISHED")
+    statuses = {name: status for _, status, name in _runs(tmp_path / "mlflow.db")}
+    assert statuses == {"snakemake": "FINISHED", "killed": "FAILED", "strategy": "FAILED", "another invocation": "RUNNING"}
+    assert other

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 from transformers import AutoModel, PreTrainedTokenizerBase
 
@@ -137,7 +138,15 @@ class MultiExitModel(nn.Module):
         tokenizer.save_pretrained(folder)
         (folder / CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
         state = {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
-        save_file(state, folder / WEIGHTS_NAME, metadata={"format": "pt", "de3pipe_stage": self.config.stage})
+        # One metadata key only: safetensors writes the metadata map in a random order, so two
+        # keys would give different bytes (and DVC hashes) for identical weights.
+        payload = save(state, metadata={"format": "pt"})
+        # Written by Python (not safetensors' own writer) so a full disk is an OSError with errno
+        # ENOSPC that callers can report; fsync before the folder is renamed into place.
+        with open(folder / WEIGHTS_NAME, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
 
     @classmethod
     def from_base(cls, name_or_path: str, task, model_cfg) -> tuple[MultiExitModel, PreTrainedTokenizerBase]:

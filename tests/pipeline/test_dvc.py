@@ -1,12 +1,11 @@
-"""`dvc repro` of the tiny config: reproduce, no-op rerun, param change reruns only what follows,
+"""DVC on the tiny config's finished Snakemake run: no-op repro, param change reruns only what follows,
 and push -> fresh clone -> pull gives a clean DVC status and nothing for Snakemake to do."""
 
 import shutil
 
 import pytest
 
-from de3pipe.pipeline import dvc_yaml
-from tests.pipeline.conftest import ROOT, needs_glue, run
+from tests.pipeline.conftest import git_commit, run
 
 PER_TASK = ("prepare", "finetune", "prototypes", "signals", "calibrate", "evaluate")
 
@@ -16,24 +15,19 @@ def _stages_in(status: str) -> set[str]:
             and ":" in line and not line.startswith(" ")}
 
 
-@needs_glue
 @pytest.mark.slow
-def test_dvc_repro_push_clone_pull(project, tmp_path):
-    config = (project / "config" / "test.yaml").read_text()
-    (project / "config" / "config.yaml").write_text(config)  # dvc.yaml reads config/config.yaml
-    (project / "dvc.yaml").write_text(dvc_yaml(["sst2", "rte"], [1]))
-    shutil.copy2(ROOT / ".gitignore", project / ".gitignore")  # metrics (cache: false) go to git
-    run(["git", "init", "-q"], project)
-    run(["dvc", "init", "-q"], project)
-    run(["dvc", "remote", "add", "-d", "local", str(tmp_path / "remote")], project)
-    run(["git", "add", "-A"], project)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], project)
-
-    run(["dvc", "repro"], project, timeout=1200)
-    assert (project / "data" / "report" / "report.md").is_file()
+def test_dvc_agrees_with_snakemake_and_restores(tiny_run, tmp_path):
+    """After `snakemake all` (which records dvc.lock): DVC sees nothing to do; a param change
+    reruns only what follows; push -> fresh clone -> pull -> nothing for DVC or Snakemake to do."""
+    project = tmp_path / "project"
+    shutil.copytree(tiny_run, project, symlinks=True)
+    run(["dvc", "remote", "modify", "local", "url", str(tmp_path / "remote")], project)
+    assert "up to date" in run(["dvc", "status"], project).stdout
     second = run(["dvc", "repro"], project)
     assert "Running stage" not in second.stdout
+    git_commit(project, "default run")
 
+    config = (project / "config" / "config.yaml").read_text()
     text = config.replace("n_thresholds: 30", "n_thresholds: 25")
     assert text != config
     (project / "config" / "config.yaml").write_text(text)
@@ -44,8 +38,7 @@ def test_dvc_repro_push_clone_pull(project, tmp_path):
     assert ran == {"calibrate", "evaluate", "report"}
 
     run(["dvc", "push"], project)
-    run(["git", "add", "-A"], project)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "results"], project)
+    git_commit(project, "results")
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
     run(["dvc", "pull"], clone)
@@ -56,4 +49,5 @@ def test_dvc_repro_push_clone_pull(project, tmp_path):
     dry = run(["snakemake", "-n", "all"], clone)
     assert "Nothing to be done" in dry.stdout + dry.stderr
     assert "up to date" in run(["dvc", "status"], clone).stdout
+    assert "Running stage" not in run(["dvc", "repro"], clone).stdout
     shutil.rmtree(tmp_path / "remote")

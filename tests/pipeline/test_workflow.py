@@ -92,9 +92,8 @@ def test_invalid_configs_fail_before_any_job(project):
     assert not (project / "data").exists() and not (project / "mlflow.db").exists()
 
 
-@needs_glue
-def test_snakemake_runs_every_rule_of_the_tiny_config(project):
-    run(["snakemake", "all", "--cores", "2", "--configfile", "config/test.yaml"], project)
+def test_snakemake_runs_every_rule_of_the_tiny_config(tiny_run):
+    project = tiny_run
     report = (project / "data" / "report" / "report.md").read_text()
     for strategy in ("de3", "entropy", "maxprob", "patience", "pcee", "distance", "static", "oracle"):
         assert f"| {strategy}" in report
@@ -114,5 +113,5 @@ def test_snakemake_runs_every_rule_of_the_tiny_config(project):
         assert stages.count(stage) == 2, stage
     assert stages.count("pipeline") == 1 and stages.count("report") == 1
     assert stages.count("evaluate") == 2 * (1 + 8)  # one run per job + one child per strategy
-    again = run(["snakemake", "-n", "all", "--configfile", "config/test.yaml"], project)
+    again = run(["snakemake", "-n", "all"], project)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -18,7 +18,7 @@ def config_files():
     """The config files in Snakemake's merge order: the workflow's own, then --configfile ones."""
     cli = [os.path.relpath(p) for p in workflow.overwrite_configfiles]
     own = [os.path.relpath(p) for p in workflow.configfiles]
-    return [p for p in own if p not in cli] + cli
+    return [*(p for p in own if p not in cli), *cli]
 
 
 CONFIG_FILES = config_files()
@@ -70,20 +70,28 @@ def stage_output(name):
 
 
 def stage_shell(name):
-    """`de3pipe <stage> ...` with Snakemake placeholders; torch uses the job's threads."""
+    """`de3pipe <stage> ...` with Snakemake placeholders. Torch uses the job's threads, or on
+    SLURM exactly the CPUs the job was given (the profile's cpus_per_task)."""
     stage = STAGES[name]
     placeholders = {
         "input": {key: f"{{input.{key}}}" for key in stage.inputs},
         "output": {key: f"{{output.{key}}}" for key in stage.outputs},
     }
     cmd = command(stage, placeholders, "{wildcards.task}", "{wildcards.seed}", CONFIG_ARGS)
-    return f"OMP_NUM_THREADS={{threads}} {cmd} --overwrite --quiet > {{log}} 2>&1"
+    return f"OMP_NUM_THREADS=${{{{SLURM_CPUS_PER_TASK:-{{threads}}}}}} {cmd} --overwrite --quiet > {{log}} 2>&1"
 
 
 # A torch job uses every core it is given; on one machine more of them at once only contend
 # (and would spoil the wall-clock measurements), so they take all cores, one at a time
-# (the profile's torch_jobs limit). Cluster profiles set threads and resources per job.
+# (the default profile's torch_jobs limit). On a cluster each job has its own allocation, so
+# the limit is not declared there: profiles/slurm sizes the jobs instead.
 TORCH_THREADS = max(1, min(workflow.cores or 1, os.cpu_count() or 1))
+
+
+def torch_resources(mem_mb, runtime):
+    """Resources of a torch job: memory (MB) and runtime (minutes) may grow per attempt."""
+    one_at_a_time = {"torch_jobs": 1} if workflow.local_exec else {}
+    return {**one_at_a_time, "mem_mb": mem_mb, "runtime": runtime}
 
 
 def log_path(name):
@@ -97,6 +105,13 @@ def benchmark_path(name):
 onstart:
     # One MLflow parent run per invocation; jobs find it in the environment they inherit.
     if SETTINGS.tracking.enabled:
+        uri = tracking.tracking_uri(SETTINGS.tracking.uri)
+        if workflow.non_local_exec and uri.startswith(("sqlite:", "file:")):
+            logger.warning(
+                f"MLflow tracking URI {uri} is a local file: jobs on other nodes cannot share it safely. "
+                "Start `mlflow server` on a host the nodes reach and export MLFLOW_TRACKING_URI=http://HOST:PORT "
+                "(README, 'Running on a SLURM cluster')."
+            )
         group = os.environ.setdefault(
             tracking.GROUP_ENV, datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
         )

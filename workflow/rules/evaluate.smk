@@ -14,8 +14,9 @@ rule evaluate:
         "../envs/de3pipe.yaml"
     threads: TORCH_THREADS
     resources:
-        torch_jobs=1,
-        mem_mb=4000,
-        runtime=30,
+        **torch_resources(
+            mem_mb=4000,
+            runtime=30,
+        ),
     shell:
         stage_shell("evaluate")

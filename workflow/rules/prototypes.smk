@@ -14,9 +14,9 @@ rule prototypes:
         "../envs/de3pipe.yaml"
     threads: TORCH_THREADS
     resources:
-        torch_jobs=1,
-        mem_mb=lambda wildcards, attempt: 8000 * attempt,
-        runtime=lambda wildcards, attempt: 240 * attempt,
-        gpu=1,
+        **torch_resources(
+            mem_mb=lambda wildcards, attempt: 8000 * attempt,
+            runtime=lambda wildcards, attempt: 240 * attempt,
+        ),
     shell:
         stage_shell("prototypes")
