@@ -8,10 +8,12 @@ complete output, or nothing, behind.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,8 +112,15 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
 
 
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    with atomic_file(path, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
+    """``np.savez_compressed`` layout, but byte-for-byte reproducible: numpy stamps each zip entry
+    with the current time, which would give identical arrays a new DVC hash on every rerun."""
+    with atomic_file(path, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(entry, buffer.getvalue())
 
 
 def _json_default(value: Any) -> Any:

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -32,9 +33,7 @@ def _overrides(tiny_config):
     return [arg for key, value in pairs.items() for arg in ("--set", f"{key}={value}")]
 
 
-def test_every_stage_through_the_cli(tiny_config, tmp_path):
-    sets = _overrides(tiny_config)
-    out = tmp_path
+def _run_every_stage(out, sets) -> None:
     steps = [
         ["prepare", "--task", "SST-2", "--out", out / "data", *sets],
         ["finetune", "-q", "--data", out / "data", "--out", out / "ft", *sets],
@@ -47,6 +46,11 @@ def test_every_stage_through_the_cli(tiny_config, tmp_path):
     for step in steps:
         result = invoke(*step)
         assert result.exit_code == 0, (step[0], result.output)
+
+
+def test_every_stage_through_the_cli(tiny_config, tmp_path):
+    out, sets = tmp_path, _overrides(tiny_config)
+    _run_every_stage(out, sets)
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert set(metrics["strategies"]) == {"de3", "entropy", "maxprob", "patience", "pcee", "distance", "static", "oracle"}
     assert {row["strategy_name"] for row in metrics["wallclock"]} == {"de3", "entropy"}
@@ -111,3 +115,23 @@ def test_python_dash_m_entry_point(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: task 'stsb' is a regression task")
+
+
+def test_same_config_and_seed_give_identical_results(tiny_config, tmp_path):
+    """Determinism on CPU: the whole chain twice gives the same bytes of every checkpoint and
+    signal file, and the same thresholds and metrics (wall-clock timings aside)."""
+    sets = _overrides(tiny_config)
+    for run in ("first", "second"):
+        _run_every_stage(tmp_path / run, sets)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for name in ("ft/model.safetensors", "proto/model.safetensors", "calib/thresholds.json", "calib/curves.csv",
+                 "eval/test_curves.csv", "eval/exits.parquet"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    for split in ("validation", "test"):
+        with np.load(first / "signals" / f"{split}.npz") as a, np.load(second / "signals" / f"{split}.npz") as b:
+            for key in set(a.files) - {"meta"}:  # meta names the checkpoint folder, which differs here
+                assert np.array_equal(a[key], b[key]), (split, key)
+    metrics = [json.loads((folder / "eval" / "metrics.json").read_text()) for folder in (first, second)]
+    for found in metrics:
+        found.pop("wallclock")
+    assert metrics[0] == metrics[1]

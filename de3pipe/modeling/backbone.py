@@ -61,7 +61,13 @@ def load_config(path: str, trust_remote_code: bool = False):
 
 def load_pretrained(path: str, trust_remote_code: bool = False) -> nn.Module:
     config = load_config(path, trust_remote_code)
-    return AutoModel.from_pretrained(path, config=config, trust_remote_code=trust_remote_code)
+    try:  # safetensors only: a pickled pytorch_model.bin can run code when loaded
+        return AutoModel.from_pretrained(path, config=config, trust_remote_code=trust_remote_code, use_safetensors=True)
+    except OSError as exc:
+        raise De3Error(
+            f"no safetensors weights for {path!r} ({exc}); de3pipe never unpickles pytorch_model.bin. "
+            "Convert it once with transformers (from_pretrained, then save_pretrained(safe_serialization=True))"
+        ) from None
 
 
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
