@@ -89,9 +89,10 @@ TORCH_THREADS = max(1, min(workflow.cores or 1, os.cpu_count() or 1))
 
 
 def torch_resources(mem_mb, runtime):
-    """Resources of a torch job: memory (MB) and runtime (minutes) may grow per attempt."""
-    one_at_a_time = {"torch_jobs": 1} if workflow.local_exec else {}
-    return {**one_at_a_time, "mem_mb": mem_mb, "runtime": runtime}
+    """Resources of a torch job: memory (MB) and runtime (minutes) may grow per attempt. The
+    executor is known only once jobs are built (after parsing), hence the function."""
+    one_at_a_time = lambda wildcards: int(workflow.local_exec)
+    return {"torch_jobs": one_at_a_time, "mem_mb": mem_mb, "runtime": runtime}
 
 
 def log_path(name):

@@ -1,0 +1,74 @@
+"""Inference speed of the batched early-exit engine against the full model (issue: benchmarks §2).
+
+For every finished pipeline run under data/<task>/seed<seed>/ (prototyped checkpoint +
+calibration), runs `de3pipe speed` on the test split at batch sizes 1, 8, 32, 128 for the de3 and
+entropy operating points (1.5x, 2x, 3x targets), and writes benchmarks/results/inference.json:
+layer-count speed-up, wall-clock speed-up, their ratio, samples/s, and batch-1 latency per sample
+(how DeeBERT/PABEE report speed). Prints one line per measurement.
+
+    python benchmarks/inference.py [--runs data/sst2/seed42 ...] [--max-samples 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from machine import describe_machine
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def finished_runs() -> list[Path]:
+    return sorted(p.parent for p in Path("data").glob("*/seed*/calibration/thresholds.json")
+                  if (p.parent.parent / "prototyped").is_dir())
+
+
+def measure(run: Path, batch_sizes: str, strategies: str, repeats: int, max_samples: int | None) -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "speed.json"
+        command = [
+            sys.executable, "-m", "de3pipe", "speed",
+            "--model", str(run / "prototyped"), "--data", str(run / "prepared"),
+            "--thresholds", str(run / "calibration" / "thresholds.json"),
+            "--batch-sizes", batch_sizes, "--strategies", strategies, "--repeats", str(repeats),
+            "--out", str(out),
+        ] + (["--max-samples", str(max_samples)] if max_samples else [])
+        subprocess.run(command, check=True)
+        rows = json.loads(out.read_text())
+    task, seed = run.parent.name, run.name.removeprefix("seed")
+    for row in rows:
+        row |= {
+            "task": task,
+            "seed": int(seed),
+            "ratio": row["wallclock_speedup"] / row["layer_speedup"],
+            "latency_ms": 1000 * row["early_exit_seconds"] / row["samples"],
+            "full_latency_ms": 1000 * row["full_seconds"] / row["samples"],
+        }
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="*", type=Path, help="run folders (default: every finished one under data/)")
+    parser.add_argument("--batch-sizes", default="1,8,32,128")
+    parser.add_argument("--strategies", default="de3,entropy")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--max-samples", type=int, default=None, help="time a seeded subset of the test split")
+    args = parser.parse_args()
+    runs = args.runs or finished_runs()
+    if not runs:
+        sys.exit("no finished runs under data/: run `snakemake --cores 8 all` first")
+    rows = [row for run in runs for row in measure(run, args.batch_sizes, args.strategies, args.repeats, args.max_samples)]
+    RESULTS.mkdir(exist_ok=True)
+    result = {"machine": describe_machine(), "max_samples": args.max_samples, "repeats": args.repeats, "rows": rows}
+    (RESULTS / "inference.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS / 'inference.json'} ({len(rows)} measurements)")
+
+
+if __name__ == "__main__":
+    main()
