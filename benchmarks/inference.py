@@ -24,8 +24,8 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def finished_runs() -> list[Path]:
-    return sorted(p.parent for p in Path("data").glob("*/seed*/calibration/thresholds.json")
-                  if (p.parent.parent / "prototyped").is_dir())
+    return sorted(p.parents[1] for p in Path("data").glob("*/seed*/calibration/thresholds.json")
+                  if (p.parents[1] / "prototyped").is_dir())
 
 
 def measure(run: Path, batch_sizes: str, strategies: str, repeats: int, max_samples: int | None) -> list[dict]:
