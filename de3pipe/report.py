@@ -20,6 +20,30 @@ from de3pipe.io import atomic_dir, atomic_file, read_json, write_json
 
 STRATEGY_ORDER = ("de3", "entropy", "maxprob", "patience", "pcee", "distance", "static", "oracle")
 SECONDARY = {"de3": "lam", "pcee": "t"}
+AUC_MAX_SPEEDUP = 3.0  # the area is taken over layer speed-ups 1x..3x (or less where a strategy stops)
+
+
+def frontier_area(speedup: np.ndarray, metric: np.ndarray, upper: float) -> float:
+    """Mean metric over layer speed-ups [1, upper] along a strategy's test curve: at each speed-up
+    s the best metric any of its knob settings reaches at speed-up >= s (its Pareto frontier), so
+    strategies with a second knob (lambda, t) are not penalised for their weaker settings."""
+    grid = np.linspace(1.0, upper, 201)
+    order = np.argsort(-speedup)
+    best_at_or_above = np.maximum.accumulate(metric[order])  # over points sorted by falling speed-up
+    # the first point (in falling order) whose speed-up is still >= s is the last one with index < count
+    count = np.searchsorted(-speedup[order], -grid, side="right")
+    if (count == 0).any():
+        raise ValueError(f"the curve stops at {speedup.max():.2f}x, below {upper:.2f}x")
+    values = best_at_or_above[count - 1]
+    return float(np.sum((values[1:] + values[:-1]) / 2 * np.diff(grid)) / (upper - 1.0))
+
+
+def _curve_range(run: dict) -> tuple[list[str], float]:
+    """The strategies on a run's test curves and the speed-up range all of them reach (<= 3x)."""
+    curves = run["_curves"]
+    names = [n for n in STRATEGY_ORDER if n != "oracle" and (curves["strategy"] == n).any()]
+    upper = min([AUC_MAX_SPEEDUP] + [curves.loc[curves["strategy"] == n, "speedup"].max() for n in names])
+    return names, float(upper)
 
 
 def mean_ci(values: list[float]) -> tuple[float, float | None]:
@@ -49,6 +73,11 @@ def collect(metrics_files: list[Path]) -> list[dict]:
     return runs
 
 
+def _curve_points(run: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
+    curve = run["_curves"][run["_curves"]["strategy"] == name]
+    return curve["speedup"].to_numpy(float), curve["metric"].to_numpy(float)
+
+
 def summarise(runs: list[dict]) -> dict:
     by_task: dict[str, list[dict]] = defaultdict(list)
     for run in runs:
@@ -72,6 +101,23 @@ def summarise(runs: list[dict]) -> dict:
                     "unreachable": any(p["calibration_status"] != "ok" for p in points),
                 }
         entry["strategies"] = strategies
+        entry["calibration_error"] = {  # achieved test speed-up against the target, relative
+            name: {t: mean_ci([r["strategies"][name][t]["speedup"] / float(t) - 1 for r in task_runs]) for t in targets}
+            for name, targets in strategies.items() if name != "oracle"
+        }
+        with_curves = [r for r in task_runs if r["_curves"] is not None]
+        if with_curves:
+            ranges = [_curve_range(r) for r in with_curves]
+            names = [n for n in ranges[0][0] if all(n in found for found, _ in ranges)]
+            upper = min(u for _, u in ranges)  # one range for every strategy and seed of the task
+            if upper > 1.0:
+                entry["curve_area"] = {
+                    "speedup_range": [1.0, upper],
+                    "strategies": {
+                        name: mean_ci([frontier_area(*_curve_points(r, name), upper) for r in with_curves])
+                        for name in names
+                    },
+                }
         summary["tasks"][task] = entry
     return summary
 
@@ -110,6 +156,38 @@ def markdown(summary: dict) -> str:
     if any(oracle):
         cells = [f"{_fmt(*p['metric'])} ({p['speedup'][0]:.2f}×)" if p else "–" for p in oracle]
         lines.append("| oracle (analysis) | – | " + " | ".join(cells) + " |")
+    areas = {t: summary["tasks"][t].get("curve_area") for t in tasks}
+    if any(areas.values()):
+        ranges = ", ".join(f"{t}: 1–{a['speedup_range'][1]:.2f}×" for t, a in areas.items() if a)
+        lines += [
+            "",
+            "## Area under the metric/speed-up curve",
+            "",
+            "Mean test metric (×100, mean ± 95% CI over seeds) along each strategy's best curve (its Pareto "
+            f"frontier over all knob settings) over the same speed-up range for every strategy of a task ({ranges}).",
+            "",
+            "| strategy | " + " | ".join(tasks) + " |",
+            "|---|" + "---|" * len(tasks),
+        ]
+        for name in STRATEGY_ORDER:
+            cells = [_fmt(*a["strategies"][name]) if a and name in a["strategies"] else "–" for a in areas.values()]
+            if any(c != "–" for c in cells):
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Calibration quality",
+        "",
+        "Achieved test speed-up against the target the thresholds were frozen for on validation: relative "
+        "error in % (mean ± 95% CI over seeds; negative = slower than promised).",
+        "",
+        "| strategy | target | " + " | ".join(tasks) + " |",
+        "|---|---|" + "---|" * len(tasks),
+    ]
+    for target in targets:
+        for name in STRATEGY_ORDER:
+            cells = [summary["tasks"][t].get("calibration_error", {}).get(name, {}).get(target) for t in tasks]
+            if any(cells):
+                lines.append(f"| {name} | {target}× | " + " | ".join(_fmt(*c) if c else "–" for c in cells) + " |")
     lines += ["", "Plots of metric against speed-up (test split, one curve per strategy): `plots/<task>.png`.", ""]
     return "\n".join(lines)
 

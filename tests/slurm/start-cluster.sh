@@ -84,7 +84,9 @@ HOST=$(hostname -s)
 CPUS=$(nproc)
 MEM_MB=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
 mkdir -p /etc/slurm
+MARK="# written by de3pipe tests/slurm/start-cluster.sh; removed by stop-cluster.sh"
 cat >/etc/slurm/slurmdbd.conf <<EOF
+$MARK
 AuthType=auth/munge
 DbdHost=localhost
 SlurmUser=root
@@ -99,10 +101,12 @@ EOF
 chmod 600 /etc/slurm/slurmdbd.conf
 
 cat >/etc/slurm/gres.conf <<EOF
+$MARK
 NodeName=$HOST Name=gpu File=/dev/null Count=1
 EOF
 
 cat >/etc/slurm/slurm.conf <<EOF
+$MARK
 ClusterName=$CLUSTER
 SlurmctldHost=$HOST
 SlurmUser=root

@@ -18,3 +18,8 @@ tac "$STATE/pids" | while read -r name pid; do
   fi
 done
 rm -f "$STATE/pids"
+# Our configuration goes too: SLURM clients that find a slurm.conf wait for its dead controller
+# (Snakemake's SLURM plugin asks scontrol at every start, ~10 s).
+for conf in /etc/slurm/slurm.conf /etc/slurm/slurmdbd.conf /etc/slurm/gres.conf; do
+  if [ -f "$conf" ] && grep -q "written by de3pipe tests/slurm/start-cluster.sh" "$conf"; then rm -f "$conf"; fi
+done
