@@ -45,7 +45,6 @@ def measure(run: Path, batch_sizes: str, strategies: str, repeats: int, max_samp
         row |= {
             "task": task,
             "seed": int(seed),
-            "ratio": row["wallclock_speedup"] / row["layer_speedup"],
             "latency_ms": 1000 * row["early_exit_seconds"] / row["samples"],
             "full_latency_ms": 1000 * row["full_seconds"] / row["samples"],
         }

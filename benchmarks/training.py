@@ -14,6 +14,7 @@ Writes benchmarks/results/training.json and prints the figures.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import subprocess
@@ -33,6 +34,7 @@ def _batches(task_name: str, batch_size: int, steps: int, max_length: int):
     from de3pipe.config import load_config
     from de3pipe.data.prepare import PreparedData, prepare_task
     from de3pipe.modeling.backbone import load_tokenizer, resolve_model_path
+    from de3pipe.training import _shuffled_batches
 
     cfg = load_config(None, [f"model.max_length={max_length}"])
     runs = sorted(Path("data").glob(f"{task_name}/seed*/prepared"))
@@ -44,11 +46,9 @@ def _batches(task_name: str, batch_size: int, steps: int, max_length: int):
     path = resolve_model_path(cfg.model.name_or_path)
     tokenizer = load_tokenizer(path)
     encoded = encode_split(data.split("train"), tokenizer, max_length)
-    generator = torch.Generator().manual_seed(0)
-    order = torch.randperm(len(encoded), generator=generator).numpy()
+    epoch = list(_shuffled_batches(len(encoded), batch_size, torch.Generator().manual_seed(0)))
     batches = []
-    for step in range(steps):
-        rows = order[(step * batch_size) % len(encoded):][:batch_size]
+    for rows in itertools.islice(itertools.cycle(epoch), steps):  # stage 1's own batch order
         batch = collate(tokenizer, [encoded.features[i] for i in rows], "cpu")
         batches.append((batch, torch.tensor(encoded.labels[rows])))
     return data.task, cfg, path, batches

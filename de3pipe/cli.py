@@ -420,10 +420,11 @@ def speed(
     for size in (int(b) for b in batch_sizes.split(",")):
         measured = measure_wallclock(engine, tokenizer, encoded, [s for _, _, s in points], size, repeats)
         for (name, target, _), row in zip(points, measured, strict=True):
+            row["ratio"] = row["wallclock_speedup"] / row["layer_speedup"]
             rows.append({"strategy_name": name, "target": target, **row})
             typer.echo(
                 f"batch {size:4d} {name:8s} {target:>4s}x: layer {row['layer_speedup']:.2f}x, "
-                f"wall-clock {row['wallclock_speedup']:.2f}x (ratio {row['wallclock_speedup'] / row['layer_speedup']:.2f}), "
+                f"wall-clock {row['wallclock_speedup']:.2f}x (ratio {row['ratio']:.2f}), "
                 f"{row['samples_per_second']:.0f} samples/s (full model {row['full_samples_per_second']:.0f}/s)"
             )
     if out is not None:
