@@ -17,7 +17,7 @@ from de3pipe.config import CalibrationConfig
 from de3pipe.metrics import layer_speedup, primary_metric, task_metrics
 from de3pipe.errors import De3Error
 from de3pipe.signals import Signals, edr
-from de3pipe.strategies import Strategy, make_strategy, replay
+from de3pipe.strategies import Strategy, base_and_view, make_strategy, replay
 from de3pipe.tasks import GlueTask, get_task
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,11 @@ def candidate_strategies(name: str, signals: Signals, cfg: CalibrationConfig, ep
         yield make_strategy(name)
 
 
-def evaluate_strategy(strategy: Strategy, signals: Signals, task: GlueTask) -> dict:
+def evaluate_strategy(strategy: Strategy, signals: Signals, task: GlueTask, name: str | None = None) -> dict:
+    """One point of a curve; ``name`` labels it when the strategy runs as a study variant."""
     exit_layer, prediction = replay(strategy, signals)
     return {
-        "strategy": strategy.name,
+        "strategy": name or strategy.name,
         **strategy.knobs(),
         "speedup": layer_speedup(exit_layer, signals.num_layers),
         "mean_exit_layer": float(exit_layer.mean()),
@@ -76,11 +77,11 @@ def evaluate_strategy(strategy: Strategy, signals: Signals, task: GlueTask) -> d
 def sweep(signals: Signals, cfg: CalibrationConfig, eps: float) -> pd.DataFrame:
     """The metric/speed-up curve of every configured strategy on ``signals`` (one row per knob setting)."""
     task = get_task(signals.meta["task"])
-    rows = [
-        evaluate_strategy(strategy, signals, task)
-        for name in cfg.strategies
-        for strategy in candidate_strategies(name, signals, cfg, eps)
-    ]
+    rows = []
+    for name in cfg.strategies:
+        base, view = base_and_view(name)
+        viewed = signals.view(view)
+        rows += [evaluate_strategy(s, viewed, task, name) for s in candidate_strategies(base, viewed, cfg, eps)]
     return pd.DataFrame(rows).drop(columns=["eps"], errors="ignore")
 
 
@@ -109,7 +110,7 @@ def choose_operating_point(curve: pd.DataFrame, target: float, metric: str, stra
     reaching = curve[curve["speedup"] >= target - 1e-9]
     if len(reaching):
         if selection == "nearest":
-            group = SECONDARY_KNOBS.get(strategy)
+            group = SECONDARY_KNOBS.get(base_and_view(strategy)[0])
             groups = reaching.groupby(group, sort=True) if group else [(None, reaching)]
             reaching = pd.DataFrame([g.sort_values("speedup", kind="stable").iloc[0] for _, g in groups])
         best = reaching.sort_values([metric, "speedup"], ascending=[False, True], kind="stable").iloc[0]
@@ -154,6 +155,17 @@ def calibrate(signals: Signals, cfg: CalibrationConfig, eps: float) -> tuple[dic
         thresholds[name] = {
             f"{target:g}": choose_operating_point(curve, target, metric, name, cfg.selection) for target in cfg.targets
         }
+    per_lambda = {}
+    if cfg.per_lambda:  # lambda sensitivity: each lambda's own threshold per target, chosen the same way
+        for name in (n for n in cfg.strategies if base_and_view(n)[0] == "de3"):
+            curve = curves[curves["strategy"] == name]
+            per_lambda[name] = {
+                f"{lam:g}": {
+                    f"{target:g}": choose_operating_point(curve[curve["lam"] == lam], target, metric, name, cfg.selection)
+                    for target in cfg.targets
+                }
+                for lam in cfg.lambdas
+            }
     result = {
         "task": task.name,
         "metric": metric,
@@ -164,4 +176,6 @@ def calibrate(signals: Signals, cfg: CalibrationConfig, eps: float) -> tuple[dic
         "validation_samples": signals.num_samples,
         "strategies": thresholds,
     }
+    if per_lambda:
+        result["per_lambda"] = per_lambda
     return result, curves

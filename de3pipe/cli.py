@@ -194,8 +194,11 @@ def signals(
     """One forward pass per split storing every layer's logits, entropy, r1, r2 and DR."""
     from de3pipe.batching import encode_split
     from de3pipe.data.prepare import PreparedData
-    from de3pipe.engine import collect_signals
+    from de3pipe.controls import StudyControls, control_arrays
+    from de3pipe.engine import collect_signals_and_features
     from de3pipe.io import atomic_dir
+    from de3pipe.projection import FILE_NAME as PROJECTION_FILE
+    from de3pipe.projection import project_prototype_space, save_projection
     from de3pipe.metrics import task_metrics
     from de3pipe.modeling import load_checkpoint
 
@@ -207,11 +210,22 @@ def signals(
     names = [s.strip() for s in splits.split(",") if s.strip()] if splits else prepared.split_names
     names = [name for name in names if name != "train"] if splits is None else names
     frames = {name: prepared.split(name) for name in names}  # fail on a bad split name before any work
+    controls = StudyControls.load(model)
     with _job(cfg, "signals", prepared.task.name, ("signals",)) as run, atomic_dir(out, overwrite=overwrite) as tmp:
         for name, frame in frames.items():
             encoded = encode_split(frame, tokenizer, network.config.max_length)
             meta = {"task": prepared.task.name, "split": name, "checkpoint": str(model), "num_layers": network.num_layers}
-            result = collect_signals(network, tokenizer, encoded, cfg.signals.batch_size, cfg.signals.eps, meta, not quiet)
+            result, pooled = collect_signals_and_features(
+                network, tokenizer, encoded, cfg.signals.batch_size, cfg.signals.eps, meta, not quiet
+            )
+            if controls is not None:
+                arrays = control_arrays(controls.to(network.device), pooled, result.log_probs, network.config.distance,
+                                        cfg.signals.eps)
+                for key, value in arrays.items():
+                    setattr(result, key, value)
+            if cfg.signals.prototype_space and name == "validation":
+                projection = project_prototype_space(network, pooled, result.labels, result.pred)
+                save_projection(tmp / PROJECTION_FILE, projection, meta)
             result.save(tmp / f"{name}.npz")
             run.log_per_layer(f"{name}_mean_entropy_per_layer", result.entropy.mean(0).tolist())
             if result.has_labels:
@@ -309,6 +323,8 @@ def evaluate(
         curves["metric"] = curves[task.metrics[0]]
         if model is not None and data is not None and cfg.evaluation.wallclock:
             results["wallclock"] = _wallclock(model, data, test.meta["split"], frozen, cfg)
+        if model is not None and data is not None and cfg.evaluation.overhead:
+            results["overhead"] = _overhead(model, data, test.meta["split"], cfg)
         with atomic_file(out / "exits.parquet", "wb") as handle:
             exits.to_parquet(handle, index=False)
         with atomic_file(out / "test_curves.csv") as handle:
@@ -352,6 +368,17 @@ def _wallclock(model: Path, data: Path, split: str, frozen: dict, cfg: Config) -
         cfg.evaluation.wallclock_repeats,
     )
     return [{"strategy_name": n, "target": t, **row} for (n, t, _), row in zip(points, rows, strict=True)]
+
+
+def _overhead(model: Path, data: Path, split: str, cfg: Config) -> dict:
+    from de3pipe.batching import encode_split
+    from de3pipe.data.prepare import PreparedData
+    from de3pipe.modeling import load_checkpoint
+    from de3pipe.overhead import measure_overhead
+
+    network, tokenizer = load_checkpoint(model, require_stage="prototyped")
+    encoded = encode_split(PreparedData.open(data).split(split), tokenizer, network.config.max_length)
+    return measure_overhead(network, tokenizer, encoded, cfg.evaluation.wallclock_batch_size, cfg.signals.eps, cfg.seed)
 
 
 def _print_summary(results: dict) -> None:

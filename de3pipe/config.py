@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from de3pipe.errors import De3Error
 
 STRATEGIES = ("de3", "entropy", "maxprob", "patience", "pcee", "distance", "static", "oracle")
+# The study's variants (strategies.VARIANTS): they read the controls of prototypes.controls.
+STUDY_STRATEGIES = ("de3_nodar", "control_entropy", "control_maxprob")
 
 
 class _Section(BaseModel):
@@ -82,19 +84,38 @@ class PrototypeConfig(OptimConfig):
     ema_gamma: float = Field(0.1, gt=0, le=1, description="(decision) prototype EMA rate")
     loss: Literal["ce", "margin"] = Field("ce", description="(decision) DAR form")
     margin: float = Field(1.0, gt=0, description="delta of the margin DAR")
+    controls: bool = Field(
+        False,
+        description="also train the study's controls on the same frozen features: a softmax head per layer with "
+        "the prototypical network's capacity, and the no-DAR class means (de3pipe/controls.py)",
+    )
+
+    @model_validator(mode="after")
+    def _controls_need_frozen_features(self) -> PrototypeConfig:
+        if self.controls and not self.freeze_backbone:
+            raise ValueError("prototypes.controls needs prototypes.freeze_backbone: true (the controls share its frozen features)")
+        return self
 
 
 class SignalsConfig(_Section):
     batch_size: int = Field(64, gt=0)
     eps: float = Field(1e-8, gt=0, description="guard of the divisions in DR and EDR")
+    prototype_space: bool = Field(
+        False, description="also write prototype_space.npz: a 2-D PCA per layer of validation samples and prototypes"
+    )
 
 
 class CalibrationConfig(_Section):
     targets: list[float] = Field([1.5, 2.0, 3.0], min_length=1, description="target layer speed-ups")
-    strategies: list[Literal[STRATEGIES]] = Field(list(STRATEGIES), min_length=1)  # type: ignore[valid-type]
+    strategies: list[Literal[STRATEGIES + STUDY_STRATEGIES]] = Field(  # type: ignore[valid-type]
+        list(STRATEGIES), min_length=1, description="the study variants need prototypes.controls"
+    )
     lambdas: list[float] = Field([0.25, 0.5, 1.0, 2.0, 4.0], min_length=1, description="de3's lambda grid")
     pcee_patience: list[int] = Field([1, 2, 3], min_length=1)
     n_thresholds: int = Field(200, ge=2, description="thresholds per curve, at quantiles of the signal")
+    per_lambda: bool = Field(
+        False, description="also freeze a de3 point per lambda and target (the report's lambda-sensitivity table)"
+    )
     selection: Literal["nearest", "best"] = Field(
         "nearest",
         description="nearest: slowest point reaching the target (matched speed-ups); best: best metric reaching it",
@@ -128,6 +149,9 @@ class EvaluationConfig(_Section):
     wallclock_batch_size: int = Field(32, gt=0)
     wallclock_strategies: list[Literal[STRATEGIES]] = Field(["de3", "entropy"])  # type: ignore[valid-type]
     wallclock_repeats: int = Field(2, gt=0, description="timed runs per point; the fastest counts")
+    overhead: bool = Field(
+        False, description="measure de3's storage, FLOPs and signal time against entropy's (de3pipe/overhead.py)"
+    )
 
 
 class TrackingConfig(_Section):
@@ -244,7 +268,7 @@ def validate_tree(tree: dict[str, Any], origin: str) -> Config:
 
 
 # Top-level keys of config/config.yaml that belong to the workflow (Snakemake/DVC), not to a stage.
-PIPELINE_KEYS = frozenset({"tasks", "seeds", "report"})  # keep in sync: pipeline_schema()
+PIPELINE_KEYS = frozenset({"tasks", "seeds", "results", "report"})  # keep in sync: pipeline_schema()
 
 
 def pipeline_schema() -> dict:
@@ -269,6 +293,12 @@ def pipeline_schema() -> dict:
             "minItems": 1,
             "uniqueItems": True,
             "description": "one full run per seed; the report gives mean and 95% CI over them",
+        },
+        "results": {
+            "type": "string",
+            "minLength": 1,
+            "default": "data",
+            "description": "folder of every run's outputs and the report (data: the one DVC versions)",
         },
         "report": {"type": "object", "description": "report options (reserved)", "additionalProperties": False},
     }

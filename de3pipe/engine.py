@@ -34,12 +34,15 @@ class EarlyExitEngine:
         self.model = model.eval()
         self.eps = eps
 
-    def _signals(self, layer: int, hidden, attention_mask, with_distance: bool) -> LayerSignals:
+    def _signals(self, layer: int, hidden, attention_mask, with_distance: bool, keep_pooled: bool) -> LayerSignals:
         logits, u = self.model.exit_head(layer, hidden, attention_mask)
         distances = None
         if with_distance and layer < self.model.num_layers - 1:
             distances = self.model.distances(layer, self.model.embed_prototype_space(layer, u))
-        return layer_signals(logits, distances, self.eps)
+        signals = layer_signals(logits, distances, self.eps)
+        if keep_pooled:
+            signals.pooled = u.float().cpu().numpy()
+        return signals
 
     @torch.inference_mode()
     def run(
@@ -62,7 +65,7 @@ class EarlyExitEngine:
         bias = model.attention_bias(hidden, mask)
         for layer in range(n_layers):
             hidden = model.run_layer(layer, hidden, bias)
-            signals = self._signals(layer, hidden, mask, with_distance)
+            signals = self._signals(layer, hidden, mask, with_distance, keep_pooled=strategy is None)
             if strategy is None:
                 collected.append(signals)
             if layer == n_layers - 1:
@@ -107,19 +110,28 @@ def collect_signals(
     model: MultiExitModel, tokenizer, split: EncodedSplit, batch_size: int, eps: float, meta: dict, progress: bool = True
 ) -> Signals:
     """The signal pass: one forward over ``split`` storing every layer's signals for every sample."""
+    return collect_signals_and_features(model, tokenizer, split, batch_size, eps, meta, progress)[0]
+
+
+def collect_signals_and_features(
+    model: MultiExitModel, tokenizer, split: EncodedSplit, batch_size: int, eps: float, meta: dict, progress: bool = True
+) -> tuple[Signals, np.ndarray]:
+    """The signal pass, also returning every layer's pooled representation u (N, M, H), for the
+    study's controls and the prototype-space figure; both in the split's row order."""
     engine = EarlyExitEngine(model, eps)
-    per_batch, order = [], []
+    per_batch, pooled, order = [], [], []
     for rows in tqdm(list(length_sorted_batches(split, batch_size)), desc="signals", disable=not progress):
         batch = collate(tokenizer, [split.features[i] for i in rows])
         _, layers = engine.run(batch, None)
         per_batch.append(layers)
+        pooled.append(np.stack([layer.pooled for layer in layers], 1))
         order.append(rows)
     order = np.concatenate(order)
     signals = Signals.concatenate(per_batch, split.labels[order], split.idx[order], meta)
     restore = np.argsort(order)  # back to the split's own row order
     for name in Signals.ARRAYS:
         setattr(signals, name, getattr(signals, name)[restore])
-    return signals
+    return signals, np.concatenate(pooled)[restore]
 
 
 def measure_wallclock(

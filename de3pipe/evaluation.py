@@ -11,19 +11,28 @@ from de3pipe.errors import De3Error
 from de3pipe.io import atomic_file
 from de3pipe.metrics import exit_histogram, layer_speedup, task_metrics
 from de3pipe.signals import Signals
-from de3pipe.strategies import Strategy, make_strategy, replay
+from de3pipe.strategies import Strategy, base_and_view, make_strategy, replay
 from de3pipe.tasks import GlueTask, get_task
 
 
 def operating_points(thresholds: dict) -> list[tuple[str, str, Strategy, dict]]:
     """(strategy name, target, strategy object, calibration entry) for every frozen point."""
-    eps = thresholds.get("eps", 1e-8)
+    return _points(thresholds["strategies"], thresholds.get("eps", 1e-8))
+
+
+def _points(strategies: dict, eps: float) -> list[tuple[str, str, Strategy, dict]]:
     points = []
-    for name, targets in thresholds["strategies"].items():
+    for name, targets in strategies.items():
+        base = base_and_view(name)[0]
         for target, entry in targets.items():
-            knobs = dict(entry["knobs"]) | ({"eps": eps} if name == "de3" else {})
-            points.append((name, target, make_strategy(name, **knobs), entry))
+            knobs = dict(entry["knobs"]) | ({"eps": eps} if base == "de3" else {})
+            points.append((name, target, make_strategy(base, **knobs), entry))
     return points
+
+
+def _replay(name: str, strategy: Strategy, signals: Signals) -> tuple[np.ndarray, np.ndarray]:
+    """Replay ``strategy`` on the signals view its name asks for (study variants)."""
+    return replay(strategy, signals.view(base_and_view(name)[1]))
 
 
 def check_compatible(signals: Signals, thresholds: dict) -> GlueTask:
@@ -54,7 +63,7 @@ def evaluate(signals: Signals, thresholds: dict) -> tuple[dict, pd.DataFrame]:
     }
     exits = []
     for name, target, strategy, entry in operating_points(thresholds):
-        exit_layer, prediction = replay(strategy, signals)
+        exit_layer, prediction = _replay(name, strategy, signals)
         results["strategies"].setdefault(name, {})[target] = {
             "knobs": entry["knobs"],
             "calibration_status": entry["status"],
@@ -75,7 +84,25 @@ def evaluate(signals: Signals, thresholds: dict) -> tuple[dict, pd.DataFrame]:
                 }
             )
         )
+    if "per_lambda" in thresholds:
+        results["per_lambda"] = _per_lambda(signals, thresholds, task)
     return results, pd.concat(exits, ignore_index=True)
+
+
+def _per_lambda(signals: Signals, thresholds: dict, task: GlueTask) -> dict:
+    """Test metric and speed-up of each lambda's own frozen point (lambda sensitivity)."""
+    out: dict = {}
+    for name, lambdas in thresholds["per_lambda"].items():
+        for lam, targets in lambdas.items():
+            for _, target, strategy, entry in _points({name: targets}, thresholds.get("eps", 1e-8)):
+                exit_layer, prediction = _replay(name, strategy, signals)
+                out.setdefault(name, {}).setdefault(lam, {})[target] = {
+                    "knobs": entry["knobs"],
+                    "calibration_status": entry["status"],
+                    "speedup": layer_speedup(exit_layer, signals.num_layers),
+                    **task_metrics(task, signals.labels, prediction),
+                }
+    return out
 
 
 def write_submissions(signals: Signals, thresholds: dict, file_name: str, out_dir: Path) -> list[Path]:
@@ -85,7 +112,7 @@ def write_submissions(signals: Signals, thresholds: dict, file_name: str, out_di
     for name, target, strategy, _ in operating_points(thresholds):
         if strategy.needs_labels:
             continue  # the oracle needs labels the official test set does not have
-        _, prediction = replay(strategy, signals)
+        _, prediction = _replay(name, strategy, signals)
         path = out_dir / f"{name}_{target}" / file_name
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path) as handle:

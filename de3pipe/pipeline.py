@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 
 import yaml
 
-RUN = "data/{task}/seed{seed}"
+# Every path starts at the results folder (`results` in the config; `data` by default, the
+# folder DVC versions): another config, such as config/study.yaml, keeps its runs apart.
+DEFAULT_RESULTS = "data"
+RUN = "{results}/{task}/seed{seed}"
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,12 @@ STAGES: dict[str, Stage] = {
         Stage(
             "report",
             inputs={"evaluations": f"{RUN}/evaluation/metrics.json", "curves": f"{RUN}/evaluation/test_curves.csv"},
-            outputs={"table": "data/report/report.md", "summary": "data/report/summary.json", "plots": "data/report/plots/"},
-            args="--out data/report {input.evaluations}",
+            outputs={
+                "table": "{results}/report/report.md",
+                "summary": "{results}/report/summary.json",
+                "plots": "{results}/report/plots/",
+            },
+            args="--out {results}/report {input.evaluations}",
             params=(),
             metrics=("summary",),
             per_task=False,
@@ -114,18 +121,21 @@ def is_directory(path: str) -> bool:
     return path.endswith("/")
 
 
-def plain_path(path: str) -> str:
-    return path.rstrip("/")
+def plain_path(path: str, results: str = DEFAULT_RESULTS) -> str:
+    """``path`` without the directory marker, under the results folder ``results``."""
+    return path.rstrip("/").replace("{results}", results)
 
 
-def command(stage: Stage, paths: dict[str, dict[str, str]], task: str, seed: str, config_args: str) -> str:
+def command(
+    stage: Stage, paths: dict[str, dict[str, str]], task: str, seed: str, config_args: str, results: str = DEFAULT_RESULTS
+) -> str:
     """The shell command of ``stage`` with concrete (or templated) paths."""
 
     def substitute(match: re.Match) -> str:
         kind, key = match.group(1), match.group(2)
         return paths[kind][key]
 
-    args = stage.args.replace("{task}", task).replace("{seed}", seed)
+    args = stage.args.replace("{task}", task).replace("{seed}", seed).replace("{results}", results)
     args = re.sub(r"\{(input|output)\.(\w+)\}", substitute, args)
     return f"de3pipe {stage.name} {args} {config_args}"
 

@@ -11,6 +11,7 @@ from de3pipe.engine import EarlyExitEngine
 from de3pipe.errors import De3Error
 from de3pipe.evaluation import operating_points
 from de3pipe.io import read_json
+from de3pipe.strategies import base_and_view
 from de3pipe.modeling import load_checkpoint
 from de3pipe.tasks import get_task
 
@@ -39,6 +40,8 @@ def predict_texts(
         available = ", ".join(f"{n}@{t}" for n, t in points if n != "oracle")
         raise De3Error(f"no calibrated point {strategy_name}@{target}x in {thresholds_path}; available: {available}")
     strategy = points[key]
+    if base_and_view(strategy_name)[1] is not None:
+        raise De3Error(f"{strategy_name} is a study analysis replayed on stored signals; classify with de3 or entropy")
     if strategy.needs_labels:
         raise De3Error("the oracle strategy needs gold labels and cannot classify new texts")
     pair = get_task(model.config.task).is_pair

@@ -6,6 +6,7 @@ engine, so replayed decisions and live decisions see the same numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class LayerSignals:
     r1: np.ndarray | None = None  # distance to the predicted class's prototype
     r2: np.ndarray | None = None  # distance to the nearest other prototype
     dr: np.ndarray | None = None  # distance ratio in [0, 1]
+    pooled: np.ndarray | None = None  # (B, H) the IC's pooled representation u (signal pass, when asked)
 
     @property
     def maxprob(self) -> np.ndarray:
@@ -70,8 +72,14 @@ class Signals:
     labels: np.ndarray  # (N,) -1 where unlabeled
     idx: np.ndarray  # (N,) the split's example ids
     meta: dict = field(default_factory=dict)
+    # The study's controls (de3pipe/controls.py), present when the checkpoint has them:
+    control_log_probs: np.ndarray | None = None  # (N, M-1, K) the control softmax heads
+    nodar_r1: np.ndarray | None = None  # (N, M-1) r1, r2, DR against the no-DAR class means
+    nodar_r2: np.ndarray | None = None
+    nodar_dr: np.ndarray | None = None
 
     ARRAYS = ("log_probs", "pred", "entropy", "r1", "r2", "dr", "labels", "idx")
+    CONTROL_ARRAYS = ("control_log_probs", "nodar_r1", "nodar_r2", "nodar_dr")
 
     @property
     def num_samples(self) -> int:
@@ -98,8 +106,40 @@ class Signals:
             None if last else self.dr[:, m],
         )
 
+    @property
+    def has_controls(self) -> bool:
+        return self.control_log_probs is not None
+
+    def view(self, kind: str | None) -> Signals:
+        """The signals a strategy variant reads (strategies.VARIANTS): ``control`` swaps the
+        internal classifiers of layers < M for the control heads, ``nodar`` swaps the distances
+        for those to the no-DAR class means; None is the signals themselves."""
+        if kind is None:
+            return self
+        if not self.has_controls:
+            raise De3Error(
+                f"the {kind!r} strategies need the study controls: set prototypes.controls: true "
+                "(as config/study.yaml does) and re-run `de3pipe prototypes` and `de3pipe signals`"
+            )
+        out = dataclasses.replace(self)
+        inner = slice(0, self.num_layers - 1)
+        if kind == "control":
+            out.log_probs = self.log_probs.copy()
+            out.log_probs[:, inner] = self.control_log_probs
+            out.pred = out.log_probs.argmax(-1)
+            n_classes = self.log_probs.shape[-1]
+            out.entropy = self.entropy.copy()
+            probs = np.exp(self.control_log_probs.astype(np.float64))
+            out.entropy[:, inner] = np.clip(-(probs * self.control_log_probs).sum(-1) / math.log(n_classes), 0, 1)
+        elif kind == "nodar":
+            out.r1, out.r2, out.dr = self.nodar_r1, self.nodar_r2, self.nodar_dr
+        else:
+            raise De3Error(f"unknown signals view {kind!r}; use 'control' or 'nodar'")
+        return out
+
     def save(self, path: str | Path) -> None:
         arrays = {name: getattr(self, name) for name in self.ARRAYS}
+        arrays |= {name: getattr(self, name) for name in self.CONTROL_ARRAYS if getattr(self, name) is not None}
         write_npz(path, meta=np.array(json.dumps(self.meta)), **arrays)
 
     @classmethod
@@ -110,6 +150,7 @@ class Signals:
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in cls.ARRAYS}
+                arrays |= {name: data[name] for name in cls.CONTROL_ARRAYS if name in data.files}
                 meta = json.loads(str(data["meta"]))
         except (OSError, ValueError, KeyError) as exc:
             raise De3Error(f"signals file {path} is corrupt ({exc}); re-run `de3pipe signals`") from None

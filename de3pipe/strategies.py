@@ -159,6 +159,20 @@ STRATEGY_TYPES: dict[str, type[Strategy]] = {
 }
 
 
+# The study's variants: a strategy above replayed on another view of the signals (Signals.view):
+# the same rule, fed by the control heads or by the no-DAR prototypes (de3pipe/controls.py).
+VARIANTS: dict[str, tuple[str, str]] = {
+    "de3_nodar": ("de3", "nodar"),
+    "control_entropy": ("entropy", "control"),
+    "control_maxprob": ("maxprob", "control"),
+}
+
+
+def base_and_view(name: str) -> tuple[str, str | None]:
+    """The rule a strategy name runs and the signals view it reads (None: the signals as stored)."""
+    return VARIANTS.get(name, (name, None))
+
+
 def make_strategy(name: str, **knobs) -> Strategy:
     if name not in STRATEGY_TYPES:
         raise De3Error(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGY_TYPES)}")

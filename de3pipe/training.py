@@ -22,6 +22,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from de3pipe.batching import EncodedSplit, collate, encode_split, length_sorted_batches, resolve_device
 from de3pipe.config import Config, OptimConfig
+from de3pipe.controls import StudyControls
 from de3pipe.data.prepare import PreparedData
 from de3pipe.errors import De3Error
 from de3pipe.io import atomic_dir, write_json
@@ -216,6 +217,11 @@ def train_prototypes(
         nearest = _nearest_prototype_metrics(model, validation_pooled, validation.labels, task)
         history.append({"epoch": epoch + 1, "step": step, "dar": dar.mean().item(), "validation_nearest": nearest})
     bar.close()
+    controls = None
+    if opt.controls:
+        controls, control_history = _train_controls(model, cached, labels_all, opt, cfg.seed, validation_pooled,
+                                                    validation.labels, task, progress)
+        history[-1]["validation_control"] = control_history
     model.eval()
     for param in model.parameters():
         param.requires_grad_(True)
@@ -230,8 +236,41 @@ def train_prototypes(
         "seconds": time.perf_counter() - start,
         "epochs": history,
     }
-    _save(model, tokenizer, summary, out_dir, overwrite)
+    _save(model, tokenizer, summary, out_dir, overwrite, controls)
     return summary
+
+
+def _train_controls(model, cached, labels_all, opt, seed, validation_pooled, validation_labels, task, progress):
+    """The study's controls (de3pipe/controls.py) on the cached stage-2 features, with the same
+    optimiser settings, step count and batch order as the prototypical networks."""
+    n_proto = model.num_layers - 1
+    controls = StudyControls(n_proto, model.config.hidden_size, model.config.prototype_dim, model.config.num_labels)
+    controls.to(model.device)
+    controls.set_class_means(cached.to(model.device), labels_all)
+    per_epoch, total = _total_steps(len(cached), opt)
+    params = list(controls.named_parameters())
+    optimizer, scheduler = _optimizer(params, opt, total)
+    generator = torch.Generator().manual_seed(seed)
+    step = 0
+    controls.train()
+    for _ in tqdm(range(math.ceil(total / per_epoch)), desc="control heads", disable=not progress):
+        for rows in _shuffled_batches(len(cached), opt.batch_size, generator):
+            index = torch.from_numpy(rows)
+            u = cached[index].transpose(0, 1).to(model.device)  # (M-1, B, H)
+            labels = labels_all[index.to(model.device)]
+            loss = torch.stack([nn.functional.cross_entropy(controls.heads[m](u[m]), labels) for m in range(n_proto)])
+            _optimizer_step(loss.mean(), [p for _, p in params], optimizer, scheduler, opt.max_grad_norm)
+            step += 1
+            if step >= total:
+                break
+    controls.eval()
+    with torch.inference_mode():
+        u = validation_pooled[:, :n_proto].to(model.device)
+        history = [
+            task_metrics(task, validation_labels, controls.heads[m](u[:, m]).argmax(-1).cpu().numpy())
+            for m in range(n_proto)
+        ]
+    return controls, history
 
 
 @torch.inference_mode()
@@ -245,7 +284,9 @@ def _nearest_prototype_metrics(model, pooled: torch.Tensor, labels: np.ndarray, 
     return metrics
 
 
-def _save(model: MultiExitModel, tokenizer, summary: dict, out_dir: Path, overwrite: bool) -> None:
+def _save(model: MultiExitModel, tokenizer, summary: dict, out_dir: Path, overwrite: bool, controls=None) -> None:
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, tokenizer)
+        if controls is not None:
+            controls.save(tmp, {"steps": summary["steps"], "seed": summary["seed"]})
         write_json(tmp / METRICS_NAME, summary)

@@ -11,7 +11,7 @@ from snakemake.utils import validate
 from de3pipe import tracking
 from de3pipe.config import load_config, merge, read_yaml
 from de3pipe.errors import De3Error
-from de3pipe.pipeline import STAGES, command, is_directory, plain_path
+from de3pipe.pipeline import DEFAULT_RESULTS, STAGES, command, is_directory, plain_path
 
 
 def config_files():
@@ -38,6 +38,9 @@ except De3Error as error:
 
 TASKS = config["tasks"]
 SEEDS = config["seeds"]
+RESULTS = config.get("results", DEFAULT_RESULTS)
+# The default results folder keeps its logs in logs/; another one (a study) keeps them inside it.
+LOGS = "logs" if RESULTS == DEFAULT_RESULTS else f"{RESULTS}/logs"
 CONFIG_ARGS = " ".join(f"--config {path}" for path in CONFIG_FILES)
 
 
@@ -59,12 +62,12 @@ def stage_params(name):
 
 
 def stage_input(name):
-    return {key: plain_path(path) for key, path in STAGES[name].inputs.items()}
+    return {key: plain_path(path, RESULTS) for key, path in STAGES[name].inputs.items()}
 
 
 def stage_output(name):
     return {
-        key: directory(plain_path(path)) if is_directory(path) else path
+        key: directory(plain_path(path, RESULTS)) if is_directory(path) else plain_path(path, RESULTS)
         for key, path in STAGES[name].outputs.items()
     }
 
@@ -77,7 +80,7 @@ def stage_shell(name):
         "input": {key: f"{{input.{key}}}" for key in stage.inputs},
         "output": {key: f"{{output.{key}}}" for key in stage.outputs},
     }
-    cmd = command(stage, placeholders, "{wildcards.task}", "{wildcards.seed}", CONFIG_ARGS)
+    cmd = command(stage, placeholders, "{wildcards.task}", "{wildcards.seed}", CONFIG_ARGS, RESULTS)
     return f"OMP_NUM_THREADS=${{{{SLURM_CPUS_PER_TASK:-{{threads}}}}}} {cmd} --overwrite --quiet > {{log}} 2>&1"
 
 
@@ -96,11 +99,11 @@ def torch_resources(mem_mb, runtime):
 
 
 def log_path(name):
-    return f"logs/{name}/{{task}}.seed{{seed}}.log"
+    return f"{LOGS}/{name}/{{task}}.seed{{seed}}.log"
 
 
 def benchmark_path(name):
-    return f"logs/benchmarks/{name}/{{task}}.seed{{seed}}.tsv"
+    return f"{LOGS}/benchmarks/{name}/{{task}}.seed{{seed}}.tsv"
 
 
 onstart:
@@ -130,7 +133,7 @@ onsuccess:
     # dvc.yaml describes the default config's graph: record what this run made in dvc.lock, so
     # `dvc status`/`dvc repro` agree with Snakemake. Once, here, after every job has finished
     # (DVC must never run inside parallel jobs).
-    if CONFIG_FILES == ["config/config.yaml"] and os.path.isdir(".dvc"):
+    if CONFIG_FILES == ["config/config.yaml"] and RESULTS == DEFAULT_RESULTS and os.path.isdir(".dvc"):
         committed = subprocess.run(["dvc", "commit", "--force", "--quiet"], check=False)
         if committed.returncode != 0:
             logger.warning("`dvc commit --force` failed; run it by hand to record the outputs in dvc.lock")
