@@ -469,12 +469,12 @@ def report(
     quiet: QuietOpt = False,
 ) -> None:
     """The paper-style table (strategy x target x task, mean ± 95% CI over seeds) and plots."""
-    from de3pipe.report import build_report
+    from de3pipe.report import build_report, setup_lines
 
     cfg = _config(config, set_, None)
     _refuse_existing([out / "report.md", out / "summary.json"], overwrite)
     with _job(cfg, "report", "all", ()) as run:
-        build_report(metrics, out)
+        build_report(metrics, out, setup_lines(cfg) if config else None)
         run.log_artifact(out / "report.md")
         for plot in sorted((out / "plots").glob("*.png")):
             run.log_artifact(plot, "plots")

@@ -126,7 +126,8 @@ class Signals:
         if kind == "control":
             out.log_probs = self.log_probs.copy()
             out.log_probs[:, inner] = self.control_log_probs
-            out.pred = out.log_probs.argmax(-1)
+            out.pred = self.pred.copy()
+            out.pred[:, inner] = self.control_log_probs.argmax(-1)
             n_classes = self.log_probs.shape[-1]
             out.entropy = self.entropy.copy()
             probs = np.exp(self.control_log_probs.astype(np.float64))

@@ -90,3 +90,62 @@ def test_mismatched_signals_and_thresholds():
     other.meta["task"] = "rte"
     with pytest.raises(De3Error, match="signals are for task 'rte' but the thresholds for 'sst2'"):
         evaluate(other, thresholds)
+
+
+def with_controls(signals: Signals, seed=5) -> Signals:
+    """``signals`` plus control-head and no-DAR arrays, distinct from the stored ones."""
+    rng = np.random.default_rng(seed)
+    n, m = signals.num_samples, signals.num_layers
+    probs = rng.dirichlet([1.0, 1.0], size=(n, m - 1))
+    signals.control_log_probs = np.log(probs).astype(np.float32)
+    nodar = rng.random((n, m - 1)).astype(np.float32)
+    signals.nodar_r1, signals.nodar_r2, signals.nodar_dr = nodar, 1 - nodar, nodar
+    return signals
+
+
+def test_study_variants_read_their_own_signals():
+    signals = with_controls(random_signals())
+    control = signals.view("control")
+    inner = slice(0, signals.num_layers - 1)
+    assert np.array_equal(control.pred[:, inner], signals.control_log_probs.argmax(-1))
+    assert np.array_equal(control.pred[:, -1], signals.pred[:, -1])  # the last layer keeps its classifier
+    probs = np.exp(signals.control_log_probs)
+    assert control.entropy[:, inner] == pytest.approx(-(probs * np.log(probs)).sum(-1) / np.log(2), abs=1e-5)
+    assert signals.view(None) is signals
+    assert np.array_equal(signals.view("nodar").dr, signals.nodar_dr)
+    assert np.array_equal(signals.view("nodar").pred, signals.pred)
+
+    cfg = CalibrationConfig(strategies=["de3", "de3_nodar", "control_entropy", "control_maxprob"], n_thresholds=30,
+                            lambdas=[0.5, 2.0], per_lambda=True)
+    thresholds, curves = calibrate(signals, cfg, 1e-8)
+    assert set(curves["strategy"]) == {"de3", "de3_nodar", "control_entropy", "control_maxprob"}
+    assert set(thresholds["per_lambda"]) == {"de3", "de3_nodar"}
+    for lam in ("0.5", "2"):
+        assert thresholds["per_lambda"]["de3"][lam]["2"]["knobs"]["lam"] == float(lam)
+    # The variant's frozen point, replayed on its view, reproduces its validation curve point.
+    test = with_controls(random_signals(seed=1))
+    results, _ = evaluate(test, thresholds)
+    from de3pipe.strategies import make_strategy, replay
+    from de3pipe.metrics import layer_speedup
+
+    point = results["strategies"]["control_entropy"]["2"]
+    exit_layer, _ = replay(make_strategy("entropy", **point["knobs"]), test.view("control"))
+    assert point["speedup"] == pytest.approx(layer_speedup(exit_layer, 6))
+    assert set(results["per_lambda"]["de3"]) == {"0.5", "2"}
+    assert results["per_lambda"]["de3"]["2"]["2"]["speedup"] > 1
+
+
+def test_study_variants_without_controls_say_how_to_get_them():
+    cfg = CalibrationConfig(strategies=["de3", "control_entropy"], n_thresholds=10)
+    with pytest.raises(De3Error, match=r"set prototypes.controls: true .* re-run `de3pipe prototypes`"):
+        calibrate(random_signals(), cfg, 1e-8)
+
+
+def test_signals_with_controls_survive_a_save(tmp_path):
+    signals = with_controls(random_signals())
+    signals.save(tmp_path / "s.npz")
+    loaded = Signals.load(tmp_path / "s.npz")
+    assert np.array_equal(loaded.control_log_probs, signals.control_log_probs)
+    assert np.array_equal(loaded.nodar_dr, signals.nodar_dr)
+    random_signals().save(tmp_path / "plain.npz")
+    assert not Signals.load(tmp_path / "plain.npz").has_controls

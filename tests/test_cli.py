@@ -135,3 +135,42 @@ def test_same_config_and_seed_give_identical_results(tiny_config, tmp_path):
     for found in metrics:
         found.pop("wallclock")
     assert metrics[0] == metrics[1]
+
+
+STUDY_SETS = [
+    "--set", "prototypes.controls=true",
+    "--set", "signals.prototype_space=true",
+    "--set", "calibration.strategies=[de3, entropy, maxprob, distance, de3_nodar, control_entropy, control_maxprob]",
+    "--set", "calibration.lambdas=[0.5, 2.0]",
+    "--set", "calibration.per_lambda=true",
+    "--set", "evaluation.wallclock=false",
+    "--set", "evaluation.overhead=true",
+]
+
+
+def test_study_options_through_the_cli(tiny_config, tmp_path):
+    """config/study.yaml's options: controls trained in stage 2, their signals, the variants,
+    lambda sensitivity, overhead and the prototype-space figure, into the report."""
+    out, sets = tmp_path / "results" / "sst2" / "seed1", _overrides(tiny_config) + STUDY_SETS
+    _run_every_stage(out, sets)
+    assert {"controls.safetensors", "controls.json"} <= {p.name for p in (out / "proto").iterdir()}
+    assert (out / "signals" / "prototype_space.npz").is_file()
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert {"de3_nodar", "control_entropy", "control_maxprob"} <= set(metrics["strategies"])
+    assert set(metrics["per_lambda"]["de3"]) == {"0.5", "2"} and "wallclock" not in metrics
+    assert metrics["overhead"]["parameters"]["extra_share"] > 0
+
+    # the report finds the run folder's training metrics and projection beside the evaluation
+    (out / "evaluation").symlink_to(out / "eval")
+    (out / "prototyped").symlink_to(out / "proto")
+    (out / "finetuned").symlink_to(out / "ft")
+    config = tmp_path / "study.yaml"
+    config.write_text("data:\n  max_train_samples: 1000\n")
+    result = invoke("report", "--out", tmp_path / "report", out / "evaluation" / "metrics.json", "--config", config)
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "report" / "report.md").read_text()
+    for heading in ("## Setup", "## de3 against each comparison", "## λ sensitivity at 2×",
+                    "## Overhead of the distance signal", "## Exit heads per layer", "## Findings", "## Prototype space"):
+        assert heading in text, heading
+    assert "caps train 1000" in text and "| control_entropy | 2× |" in text and "| de3 − no DAR | 2× |" in text
+    assert (tmp_path / "report" / "plots" / "prototype_space.png").stat().st_size > 1000

@@ -49,3 +49,24 @@ def test_calibration_error_and_common_area_range():
     assert task["curve_area"]["speedup_range"] == [1.0, 2.5]  # the shortest curve sets the range
     # de3's points (1x 0.9, 2x 0.8, 3x 0.7): 0.8 is reachable on (1, 2], 0.7 on (2, 2.5] -> 0.767
     assert task["curve_area"]["strategies"]["de3"][0] == pytest.approx((0.8 * 1 + 0.7 * 0.5) / 1.5, abs=2e-3)
+
+
+def test_paired_differences_take_the_best_control_per_seed():
+    def run(seed, de3, entropy, ctrl_e, ctrl_m):
+        values = {"de3": de3, "entropy": entropy, "control_entropy": ctrl_e, "control_maxprob": ctrl_m}
+        return {
+            "task": "sst2", "seed": seed, "full_model": {"accuracy": 0.9}, "_curves": None,
+            "strategies": {n: {"2": {"accuracy": v, "speedup": 2.0, "calibration_status": "ok"}} for n, v in values.items()},
+        }
+
+    runs = [run(1, 0.80, 0.70, 0.75, 0.78), run(2, 0.82, 0.71, 0.79, 0.76), run(3, 0.81, 0.72, 0.74, 0.77)]
+    paired = summarise(runs)["tasks"]["sst2"]["paired"]
+    assert paired["entropy"]["2"][0] == pytest.approx(0.10)
+    assert paired["best control head"]["2"][0] == pytest.approx((0.02 + 0.03 + 0.04) / 3)
+    assert "no DAR" not in paired  # not run: no row
+    from de3pipe.report import _signed, findings
+
+    assert _signed(paired["entropy"]["2"]).startswith("**+10.0")  # the seeds agree: bold
+    assert _signed((0.01, 0.05)) == "+1.0 ± 5.0"
+    lines = findings(summarise(runs) | {"tasks": {"sst2": summarise(runs)["tasks"]["sst2"]}})
+    assert any("de3 − entropy at 2×: ahead on 1 of 1 tasks" in line and "gain for sst2" in line for line in lines)

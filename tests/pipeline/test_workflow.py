@@ -74,6 +74,18 @@ def test_dry_run_of_the_default_config(project):
     assert counts["report"] == "1" and counts["total"] == "26"
 
 
+@needs_glue
+def test_the_study_config_keeps_its_runs_apart(project):
+    """config/study.yaml: 4 tasks x 3 seeds, every output and log under its results folder."""
+    proc = run(["snakemake", "-n", "all", "--configfile", "config/study.yaml"], project)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.MULTILINE))
+    assert counts["finetune"] == "12" and counts["evaluate"] == "12" and counts["report"] == "1"
+    assert "results/study/rte/seed2/finetuned" in proc.stdout
+    assert "results/study/logs/finetune/rte.seed2.log" in proc.stdout
+    assert "results/study/report/report.md" in proc.stdout
+    assert not re.search(r"(^|\s)data/", proc.stdout), "a study job writes into the default run's data/"
+
+
 def _write(project, text):
     (project / "config" / "bad.yaml").write_text(text)
     return run(["snakemake", "-n", "all", "--configfile", "config/bad.yaml"], project, check=False)
