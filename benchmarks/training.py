@@ -107,9 +107,9 @@ def training_throughput(task_name: str, steps: int, batch_size: int, max_length:
     }
 
 
-def stage_times() -> list[dict]:
+def stage_times(results: Path) -> list[dict]:
     rows = []
-    for run in sorted(Path("data").glob("*/seed*")):
+    for run in sorted(results.glob("*/seed*")):
         files = [run / stage / "train_metrics.json" for stage in ("finetuned", "prototyped")]
         if all(f.is_file() for f in files):
             stage1, stage2 = (json.loads(f.read_text())["seconds"] for f in files)
@@ -132,6 +132,7 @@ def noop_cost(repeats: int = 3) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="sst2")
+    parser.add_argument("--results", type=Path, default=Path("data"), help="results folder whose stage times to compare")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
@@ -140,13 +141,14 @@ def main() -> None:
     print(f"stage-1 multi-exit training: {throughput['multi_exit_samples_per_second']:.1f} samples/s; "
           f"HF sequence classification: {throughput['hf_sequence_classification_samples_per_second']:.1f} samples/s; "
           f"ratio {throughput['ratio']:.2f}")
-    stages = stage_times()
+    stages = stage_times(args.results)
     for row in stages:
         print(f"{row['run']}: stage 2 {row['stage2_seconds']:.0f} s / stage 1 {row['stage1_seconds']:.0f} s = {row['ratio']:.2f}")
     noop = noop_cost()
     print(f"no-op: snakemake -n all {noop['snakemake_dry_run_seconds']:.1f} s, dvc status {noop['dvc_status_seconds']:.1f} s")
     RESULTS.mkdir(exist_ok=True)
-    result = {"machine": describe_machine(), "throughput": throughput, "stages": stages, "noop": noop,
+    result = {"machine": describe_machine(), "throughput": throughput, "results": str(args.results),
+              "stages": stages, "noop": noop,
               "median_stage_ratio": statistics.median(r["ratio"] for r in stages) if stages else None}
     (RESULTS / "training.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS / 'training.json'}")
