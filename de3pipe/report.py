@@ -405,6 +405,17 @@ def findings(summary: dict) -> list[str]:
                 f"de3 − {label} {where}: ahead on {len(ahead)} of {len(values)} tasks (mean {mean:+.1f} points); "
                 f"the seeds agree on a gain for {', '.join(wins) or 'none'} and on a loss for {', '.join(losses) or 'none'}."
             )
+    errors: dict[str, list[float]] = defaultdict(list)
+    for task in tasks:
+        for name, targets in summary["tasks"][task].get("calibration_error", {}).items():
+            errors[name] += [abs(mean) for mean, _ in targets.values()]
+    ranked = [n for n in ("de3", "entropy", "control_entropy") if errors.get(n)]
+    if ranked:
+        out.append(
+            "Calibration: mean |achieved test speed-up / target − 1| over tasks and targets: "
+            + ", ".join(f"{n} {np.mean(errors[n]) * 100:.1f}%" for n in ranked)
+            + " (a strategy that falls short of its target is compared at a lower speed-up; the curve areas are not)."
+        )
     overheads = [summary["tasks"][t]["overhead"] for t in tasks if summary["tasks"][t].get("overhead")]
     if overheads:
         share = np.mean([o["extra_parameter_share"][0] for o in overheads]) * 100
