@@ -231,6 +231,8 @@ def markdown(summary: dict) -> str:
         "",
         "Metrics: " + ", ".join(f"{t}: {summary['tasks'][t]['metric']}" for t in tasks) + ".",
         "",
+        *(["Setup (training caps included):", "", *(f"- {k}: {v}" for k, v in summary["setup"].items()), ""]
+          if summary.get("setup") else []),
         "| strategy | target | " + " | ".join(tasks) + " |",
         "|---|---|" + "---|" * len(tasks),
         "| full model | 1× | " + " | ".join(_fmt(*summary["tasks"][t]["full_model"]) for t in tasks) + " |",
@@ -304,8 +306,6 @@ def _study_markdown(summary: dict, tasks: list[str], targets: list[str]) -> list
     """The study's sections, each only where the runs recorded what it needs."""
     entries = [summary["tasks"][t] for t in tasks]
     lines: list[str] = []
-    if summary.get("setup"):
-        lines += ["", "## Setup", "", *(f"- {key}: {value}" for key, value in summary["setup"].items())]
     if any(e.get("paired") for e in entries):
         lines += [
             "", "## de3 against each comparison, seed by seed",

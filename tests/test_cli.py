@@ -169,7 +169,7 @@ def test_study_options_through_the_cli(tiny_config, tmp_path):
     result = invoke("report", "--out", tmp_path / "report", out / "evaluation" / "metrics.json", "--config", config)
     assert result.exit_code == 0, result.output
     text = (tmp_path / "report" / "report.md").read_text()
-    for heading in ("## Setup", "## de3 against each comparison", "## λ sensitivity at 2×",
+    for heading in ("Setup (training caps included):", "## de3 against each comparison", "## λ sensitivity at 2×",
                     "## Overhead of the distance signal", "## Exit heads per layer", "## Findings", "## Prototype space"):
         assert heading in text, heading
     assert "caps train 1000" in text and "| control_entropy | 2× |" in text and "| de3 − no DAR | 2× |" in text
