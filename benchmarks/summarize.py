@@ -22,7 +22,7 @@ def inference_section(result: dict) -> list[str]:
         "## Inference: batched early exit against the full model",
         "",
         f"Machine: {_machine(result['machine'])}. Models: the runs under `{result.get('results', 'data')}/` "
-        f"(seeds {', '.join(sorted({str(r['seed']) for r in rows}))}). Each task's test split ({subset}), fastest of "
+        f"(seed {', '.join(sorted({str(r['seed']) for r in rows}))}). Each task's test split ({subset}), fastest of "
         f"{result['repeats']} timed runs after a warm-up, the same batches for both. Layer speed-up = "
         "layers a full pass runs / layers early exit runs; ratio = wall-clock / layer speed-up (goal ≥ 0.9 at batch 32).",
         "",
@@ -83,6 +83,11 @@ def main() -> None:
         path = RESULTS / name
         if path.is_file():
             lines += section(json.loads(path.read_text()))
+    if not (RESULTS / "gpu.json").is_file():
+        lines += ["## GPU", "",
+                  "Not measured: these figures come from a 2-core CPU machine and no GPU was available to the run "
+                  "that produced them. On a GPU, run the study at full training-set size (drop the caps of "
+                  "config/study.yaml) and `make bench`; record those figures separately, with the device named.", ""]
     OUT.write_text("\n".join(lines))
     print(f"wrote {OUT}")
 
