@@ -124,14 +124,12 @@ class Signals:
         out = dataclasses.replace(self)
         inner = slice(0, self.num_layers - 1)
         if kind == "control":
-            out.log_probs = self.log_probs.copy()
+            n, n_classes = self.num_samples, self.log_probs.shape[-1]
+            heads = layer_signals(torch.from_numpy(self.control_log_probs.reshape(-1, n_classes)), None, 0.0)
+            out.log_probs, out.pred, out.entropy = self.log_probs.copy(), self.pred.copy(), self.entropy.copy()
             out.log_probs[:, inner] = self.control_log_probs
-            out.pred = self.pred.copy()
-            out.pred[:, inner] = self.control_log_probs.argmax(-1)
-            n_classes = self.log_probs.shape[-1]
-            out.entropy = self.entropy.copy()
-            probs = np.exp(self.control_log_probs.astype(np.float64))
-            out.entropy[:, inner] = np.clip(-(probs * self.control_log_probs).sum(-1) / math.log(n_classes), 0, 1)
+            out.pred[:, inner] = heads.pred.reshape(n, -1)
+            out.entropy[:, inner] = heads.entropy.reshape(n, -1)
         elif kind == "nodar":
             out.r1, out.r2, out.dr = self.nodar_r1, self.nodar_r2, self.nodar_dr
         else:
