@@ -321,10 +321,16 @@ def evaluate(
         task = get_task(test.meta["task"])
         curves = sweep(test, cfg.calibration, frozen.get("eps", cfg.signals.eps))
         curves["metric"] = curves[task.metrics[0]]
-        if model is not None and data is not None and cfg.evaluation.wallclock:
-            results["wallclock"] = _wallclock(model, data, test.meta["split"], frozen, cfg)
-        if model is not None and data is not None and cfg.evaluation.overhead:
-            results["overhead"] = _overhead(model, data, test.meta["split"], cfg)
+        if model is not None and data is not None and (cfg.evaluation.wallclock or cfg.evaluation.overhead):
+            from de3pipe.overhead import measure_overhead
+
+            network, tokenizer, encoded = _timing_inputs(model, data, test.meta["split"])
+            if cfg.evaluation.wallclock:
+                results["wallclock"] = _wallclock(network, tokenizer, encoded, frozen, cfg)
+            if cfg.evaluation.overhead:
+                results["overhead"] = measure_overhead(
+                    network, tokenizer, encoded, cfg.evaluation.wallclock_batch_size, cfg.signals.eps, cfg.seed
+                )
         with atomic_file(out / "exits.parquet", "wb") as handle:
             exits.to_parquet(handle, index=False)
         with atomic_file(out / "test_curves.csv") as handle:
@@ -352,15 +358,23 @@ def _log_evaluation(run, results: dict, metric: str, out: Path) -> None:
                                for target, entry in targets.items() for field in (metric, "speedup")})
 
 
-def _wallclock(model: Path, data: Path, split: str, frozen: dict, cfg: Config) -> list[dict]:
+def _timing_inputs(model: Path, data: Path, split: str, max_samples: int | None = None):
+    """The checkpoint, its tokenizer and the encoded split (or a seeded subset) that timings run on."""
     from de3pipe.batching import encode_split
     from de3pipe.data.prepare import PreparedData
-    from de3pipe.engine import EarlyExitEngine, measure_wallclock
-    from de3pipe.evaluation import operating_points
     from de3pipe.modeling import load_checkpoint
 
     network, tokenizer = load_checkpoint(model, require_stage="prototyped")
-    encoded = encode_split(PreparedData.open(data).split(split), tokenizer, network.config.max_length)
+    frame = PreparedData.open(data).split(split)
+    if max_samples is not None and max_samples < len(frame):
+        frame = frame.sample(max_samples, random_state=0).sort_index()
+    return network, tokenizer, encode_split(frame, tokenizer, network.config.max_length)
+
+
+def _wallclock(network, tokenizer, encoded, frozen: dict, cfg: Config) -> list[dict]:
+    from de3pipe.engine import EarlyExitEngine, measure_wallclock
+    from de3pipe.evaluation import operating_points
+
     engine = EarlyExitEngine(network, frozen.get("eps", cfg.signals.eps))
     points = [(n, t, s) for n, t, s, _ in operating_points(frozen) if n in cfg.evaluation.wallclock_strategies]
     rows = measure_wallclock(
@@ -368,17 +382,6 @@ def _wallclock(model: Path, data: Path, split: str, frozen: dict, cfg: Config) -
         cfg.evaluation.wallclock_repeats,
     )
     return [{"strategy_name": n, "target": t, **row} for (n, t, _), row in zip(points, rows, strict=True)]
-
-
-def _overhead(model: Path, data: Path, split: str, cfg: Config) -> dict:
-    from de3pipe.batching import encode_split
-    from de3pipe.data.prepare import PreparedData
-    from de3pipe.modeling import load_checkpoint
-    from de3pipe.overhead import measure_overhead
-
-    network, tokenizer = load_checkpoint(model, require_stage="prototyped")
-    encoded = encode_split(PreparedData.open(data).split(split), tokenizer, network.config.max_length)
-    return measure_overhead(network, tokenizer, encoded, cfg.evaluation.wallclock_batch_size, cfg.signals.eps, cfg.seed)
 
 
 def _print_summary(results: dict) -> None:
@@ -427,19 +430,12 @@ def speed(
     out: Annotated[Path | None, typer.Option(help="JSON file for the figures")] = None,
 ) -> None:
     """Measure batched early exit against the full model: layer and wall-clock speed-ups."""
-    from de3pipe.batching import encode_split
-    from de3pipe.data.prepare import PreparedData
     from de3pipe.engine import EarlyExitEngine, measure_wallclock
     from de3pipe.evaluation import operating_points
     from de3pipe.io import read_json, write_json
-    from de3pipe.modeling import load_checkpoint
 
     frozen = read_json(thresholds, what="thresholds file")
-    network, tokenizer = load_checkpoint(model, require_stage="prototyped")
-    frame = PreparedData.open(data).split(split)
-    if max_samples is not None and max_samples < len(frame):
-        frame = frame.sample(max_samples, random_state=0).sort_index()
-    encoded = encode_split(frame, tokenizer, network.config.max_length)
+    network, tokenizer, encoded = _timing_inputs(model, data, split, max_samples)
     engine = EarlyExitEngine(network, frozen.get("eps", 1e-8))
     wanted = set(strategies.split(","))
     points = [(n, t, s) for n, t, s, _ in operating_points(frozen) if n in wanted]
