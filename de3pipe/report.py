@@ -163,8 +163,7 @@ def _paired_differences(task_runs: list[dict], metric: str, per_run_areas: list[
 def _study_sections(task_runs: list[dict], metric: str) -> dict:
     """Lambda sensitivity, overhead and the per-layer head comparison, where the runs have them."""
     out: dict = {}
-    with_lambda = [r for r in task_runs if "per_lambda" in r]
-    if len(with_lambda) == len(task_runs):
+    if all("per_lambda" in r for r in task_runs):
         out["per_lambda"] = {
             name: {
                 lam: {
@@ -233,29 +232,25 @@ def markdown(summary: dict) -> str:
         "",
         *(["Setup (training caps included):", "", *(f"- {k}: {v}" for k, v in summary["setup"].items()), ""]
           if summary.get("setup") else []),
-        "| strategy | target | " + " | ".join(tasks) + " |",
-        "|---|---|" + "---|" * len(tasks),
-        "| full model | 1× | " + " | ".join(_fmt(*summary["tasks"][t]["full_model"]) for t in tasks) + " |",
     ]
+    rows = [["full model", "1×", *(_fmt(*summary["tasks"][t]["full_model"]) for t in tasks)]]
     for target in targets:
         for name in STRATEGY_ORDER:
-            cells = []
-            for task in tasks:
-                point = summary["tasks"][task]["strategies"].get(name, {}).get(target)
-                if point is None:
-                    cells.append("–")
-                    continue
-                mark = " †" if point["unreachable"] else ""
-                cells.append(f"{_fmt(*point['metric'])} ({point['speedup'][0]:.2f}×){mark}")
+            cells = [_cell(summary["tasks"][t]["strategies"].get(name, {}).get(target)) for t in tasks]
             if any(c != "–" for c in cells):
-                lines.append(f"| {name} | {target}× | " + " | ".join(cells) + " |")
+                rows.append([name, f"{target}×", *cells])
     oracle = [summary["tasks"][t]["strategies"].get("oracle", {}).get("any") for t in tasks]
     if any(oracle):
-        cells = [f"{_fmt(*p['metric'])} ({p['speedup'][0]:.2f}×)" if p else "–" for p in oracle]
-        lines.append("| oracle (analysis) | – | " + " | ".join(cells) + " |")
+        rows.append(["oracle (analysis)", "–", *(_cell(p) for p in oracle)])
+    lines += _table(["strategy", "target", *tasks], rows)
     areas = {t: summary["tasks"][t].get("curve_area") for t in tasks}
     if any(areas.values()):
         ranges = ", ".join(f"{t}: 1–{a['speedup_range'][1]:.2f}×" for t, a in areas.items() if a)
+        rows = []
+        for name in STRATEGY_ORDER:
+            cells = [_fmt(*a["strategies"][name]) if a and name in a["strategies"] else "–" for a in areas.values()]
+            if any(c != "–" for c in cells):
+                rows.append([name, *cells])
         lines += [
             "",
             "## Area under the metric/speed-up curve",
@@ -263,13 +258,14 @@ def markdown(summary: dict) -> str:
             "Mean test metric (×100, mean ± 95% CI over seeds) along each strategy's best curve (its Pareto "
             f"frontier over all knob settings) over the same speed-up range for every strategy of a task ({ranges}).",
             "",
-            "| strategy | " + " | ".join(tasks) + " |",
-            "|---|" + "---|" * len(tasks),
+            *_table(["strategy", *tasks], rows),
         ]
+    rows = []
+    for target in targets:
         for name in STRATEGY_ORDER:
-            cells = [_fmt(*a["strategies"][name]) if a and name in a["strategies"] else "–" for a in areas.values()]
-            if any(c != "–" for c in cells):
-                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            cells = [summary["tasks"][t].get("calibration_error", {}).get(name, {}).get(target) for t in tasks]
+            if any(cells):
+                rows.append([name, f"{target}×", *(_fmt(*c) if c else "–" for c in cells)])
     lines += [
         "",
         "## Calibration quality",
@@ -277,14 +273,8 @@ def markdown(summary: dict) -> str:
         "Achieved test speed-up against the target the thresholds were frozen for on validation: relative "
         "error in % (mean ± 95% CI over seeds; negative = slower than promised).",
         "",
-        "| strategy | target | " + " | ".join(tasks) + " |",
-        "|---|---|" + "---|" * len(tasks),
+        *_table(["strategy", "target", *tasks], rows),
     ]
-    for target in targets:
-        for name in STRATEGY_ORDER:
-            cells = [summary["tasks"][t].get("calibration_error", {}).get(name, {}).get(target) for t in tasks]
-            if any(cells):
-                lines.append(f"| {name} | {target}× | " + " | ".join(_fmt(*c) if c else "–" for c in cells) + " |")
     lines += _study_markdown(summary, tasks, targets)
     lines += ["", "Plots of metric against speed-up (test split, one curve per strategy): `plots/<task>.png`.", ""]
     return "\n".join(lines)
@@ -381,9 +371,11 @@ def _study_markdown(summary: dict, tasks: list[str], targets: list[str]) -> list
 
 
 def _cell(point: dict | None) -> str:
+    """Metric (mean ± CI) and achieved speed-up of a frozen point; † where its target was unreachable."""
     if not point:
         return "–"
-    return f"{_fmt(*point['metric'])} ({point['speedup'][0]:.2f}×)"
+    mark = " †" if point.get("unreachable") else ""
+    return f"{_fmt(*point['metric'])} ({point['speedup'][0]:.2f}×){mark}"
 
 
 def findings(summary: dict) -> list[str]:
@@ -476,7 +468,7 @@ def plot_prototype_space(runs: list[dict], path: Path) -> bool:
     for run in sorted(runs, key=lambda r: (r["task"], r.get("seed") or 0)):
         file = run["_dir"] / "signals" / FILE_NAME if run.get("_dir") else None
         if run["task"] not in firsts and file is not None and file.is_file():
-            firsts[run["task"]] = (run, file)
+            firsts[run["task"]] = file
     if not firsts:
         return False
     import matplotlib
@@ -484,7 +476,7 @@ def plot_prototype_space(runs: list[dict], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    arrays = {task: np.load(file, allow_pickle=False) for task, (_, file) in firsts.items()}
+    arrays = {task: np.load(file, allow_pickle=False) for task, file in firsts.items()}
     n_exits = max(a["coords"].shape[0] for a in arrays.values())
     fig, axes = plt.subplots(len(arrays), n_exits, figsize=(2.4 * n_exits, 2.4 * len(arrays)), squeeze=False)
     colors = plt.get_cmap("tab10").colors
