@@ -195,7 +195,7 @@ def signals(
     from de3pipe.batching import encode_split
     from de3pipe.data.prepare import PreparedData
     from de3pipe.controls import StudyControls, control_arrays
-    from de3pipe.engine import collect_signals_and_features
+    from de3pipe.engine import collect_signals, collect_signals_and_features
     from de3pipe.io import atomic_dir
     from de3pipe.projection import FILE_NAME as PROJECTION_FILE
     from de3pipe.projection import project_prototype_space, save_projection
@@ -211,16 +211,17 @@ def signals(
     names = [name for name in names if name != "train"] if splits is None else names
     frames = {name: prepared.split(name) for name in names}  # fail on a bad split name before any work
     controls = StudyControls.load(model)
+    if controls is not None:
+        controls.to(network.device)
+    keep_pooled = controls is not None or cfg.signals.prototype_space  # only the study needs the features
     with _job(cfg, "signals", prepared.task.name, ("signals",)) as run, atomic_dir(out, overwrite=overwrite) as tmp:
         for name, frame in frames.items():
             encoded = encode_split(frame, tokenizer, network.config.max_length)
             meta = {"task": prepared.task.name, "split": name, "checkpoint": str(model), "num_layers": network.num_layers}
-            result, pooled = collect_signals_and_features(
-                network, tokenizer, encoded, cfg.signals.batch_size, cfg.signals.eps, meta, not quiet
-            )
+            args = (network, tokenizer, encoded, cfg.signals.batch_size, cfg.signals.eps, meta, not quiet)
+            result, pooled = collect_signals_and_features(*args) if keep_pooled else (collect_signals(*args), None)
             if controls is not None:
-                arrays = control_arrays(controls.to(network.device), pooled, result.log_probs, network.config.distance,
-                                        cfg.signals.eps)
+                arrays = control_arrays(controls, pooled, result.log_probs, network.config.distance, cfg.signals.eps)
                 for key, value in arrays.items():
                     setattr(result, key, value)
             if cfg.signals.prototype_space and name == "validation":

@@ -46,10 +46,14 @@ class EarlyExitEngine:
 
     @torch.inference_mode()
     def run(
-        self, batch: dict[str, torch.Tensor], strategy: Strategy | None, labels: np.ndarray | None = None
+        self,
+        batch: dict[str, torch.Tensor],
+        strategy: Strategy | None,
+        labels: np.ndarray | None = None,
+        keep_pooled: bool = False,
     ) -> tuple[ExitResult, list[LayerSignals] | None]:
         """Early exit with ``strategy``; with ``strategy=None``, every layer for every row and all
-        signals returned (the signal pass)."""
+        signals returned (the signal pass), with each layer's pooled u if ``keep_pooled``."""
         model, n_layers = self.model, self.model.num_layers
         batch = {key: value.to(model.device) for key, value in batch.items()}
         mask = batch["attention_mask"]
@@ -65,7 +69,7 @@ class EarlyExitEngine:
         bias = model.attention_bias(hidden, mask)
         for layer in range(n_layers):
             hidden = model.run_layer(layer, hidden, bias)
-            signals = self._signals(layer, hidden, mask, with_distance, keep_pooled=strategy is None)
+            signals = self._signals(layer, hidden, mask, with_distance, keep_pooled)
             if strategy is None:
                 collected.append(signals)
             if layer == n_layers - 1:
@@ -110,7 +114,7 @@ def collect_signals(
     model: MultiExitModel, tokenizer, split: EncodedSplit, batch_size: int, eps: float, meta: dict, progress: bool = True
 ) -> Signals:
     """The signal pass: one forward over ``split`` storing every layer's signals for every sample."""
-    return collect_signals_and_features(model, tokenizer, split, batch_size, eps, meta, progress)[0]
+    return _signal_pass(model, tokenizer, split, batch_size, eps, meta, progress, keep_pooled=False)[0]
 
 
 def collect_signals_and_features(
@@ -118,20 +122,25 @@ def collect_signals_and_features(
 ) -> tuple[Signals, np.ndarray]:
     """The signal pass, also returning every layer's pooled representation u (N, M, H), for the
     study's controls and the prototype-space figure; both in the split's row order."""
+    return _signal_pass(model, tokenizer, split, batch_size, eps, meta, progress, keep_pooled=True)
+
+
+def _signal_pass(model, tokenizer, split, batch_size, eps, meta, progress, keep_pooled):
     engine = EarlyExitEngine(model, eps)
     per_batch, pooled, order = [], [], []
     for rows in tqdm(list(length_sorted_batches(split, batch_size)), desc="signals", disable=not progress):
         batch = collate(tokenizer, [split.features[i] for i in rows])
-        _, layers = engine.run(batch, None)
+        _, layers = engine.run(batch, None, keep_pooled=keep_pooled)
         per_batch.append(layers)
-        pooled.append(np.stack([layer.pooled for layer in layers], 1))
+        if keep_pooled:
+            pooled.append(np.stack([layer.pooled for layer in layers], 1))
         order.append(rows)
     order = np.concatenate(order)
     signals = Signals.concatenate(per_batch, split.labels[order], split.idx[order], meta)
     restore = np.argsort(order)  # back to the split's own row order
     for name in Signals.ARRAYS:
         setattr(signals, name, getattr(signals, name)[restore])
-    return signals, np.concatenate(pooled)[restore]
+    return signals, (np.concatenate(pooled)[restore] if keep_pooled else None)
 
 
 def measure_wallclock(
