@@ -178,7 +178,7 @@ def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> s
             entry["metrics"] = [{paths["output"][k]: {"cache": False}} for k in stage.metrics]
         stages[stage.name] = entry
     plots = [
-        {f"data/{{task}}/seed{{seed}}/{sub}".replace("{task}", t).replace("{seed}", str(s)): {"x": "speedup", "y": metric}}
+        {f"{plain_path(RUN)}/{sub}".replace("{task}", t).replace("{seed}", str(s)): {"x": "speedup", "y": metric}}
         for t in tasks
         for s in seeds
         for sub, metric in [("evaluation/test_curves.csv", "metric")]
