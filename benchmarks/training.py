@@ -80,7 +80,8 @@ def training_throughput(task_name: str, steps: int, batch_size: int, max_length:
 
     def multi_step(batch, labels):
         logits, _ = multi(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-        _optimizer_step(_ic_loss(logits, labels, weights), list(multi.parameters()), optimizer, scheduler, 1.0)
+        _optimizer_step(_ic_loss(logits, labels, weights, 0), list(multi.named_parameters()), optimizer, scheduler, 1.0,
+                        "multi-exit", 0)
 
     plain = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=task.num_labels)
     plain.train()
@@ -88,7 +89,7 @@ def training_throughput(task_name: str, steps: int, batch_size: int, max_length:
 
     def plain_step(batch, labels):
         loss = plain(**batch, labels=labels).loss
-        _optimizer_step(loss, list(plain.parameters()), plain_optimizer, plain_scheduler, 1.0)
+        _optimizer_step(loss, list(plain.named_parameters()), plain_optimizer, plain_scheduler, 1.0, "plain", 0)
 
     # Interleave the two a few times so neither profits from a quieter moment of the machine.
     multi_rates, plain_rates = [], []

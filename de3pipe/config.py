@@ -31,7 +31,14 @@ class DataConfig(_Section):
     )
     glue_dir: str | None = Field(None, description="folder in the original GLUE TSV layout; $GLUE_DIR if unset")
     validation_size: float = Field(
-        0.1, gt=0, description="validation split carved from train: a fraction (<1) or a row count (>=1)"
+        0.1, gt=0, description="validation split carved from train: a fraction (<1) or a count (a whole number "
+        ">=1) of rows, or of whole sentences with validation_unit sentences",
+    )
+    validation_unit: Literal["auto", "rows", "sentences"] = Field(
+        "auto",
+        description="(decision) what validation is carved from: rows of train, or whole sentences (train rows "
+        "that are no phrase of another row) with every phrase of a validation sentence kept out of train; "
+        "auto: sentences for tasks whose train holds parse-tree phrases (SST-2), else rows",
     )
     max_train_samples: int | None = Field(None, gt=0, description="stratified, seeded cap on train (after carving)")
     max_validation_samples: int | None = Field(None, gt=0)
@@ -39,6 +46,13 @@ class DataConfig(_Section):
     max_submit_samples: int | None = Field(
         None, gt=0, description="cap on the unlabeled official test set (quick runs; submission files are then partial)"
     )
+
+    @field_validator("validation_size")
+    @classmethod
+    def _fraction_or_count(cls, size: float) -> float:
+        if size >= 1 and size != int(size):
+            raise ValueError(f"must be a fraction below 1 (e.g. 0.1) or a whole number of rows (e.g. 500), not {size:g}")
+        return size
 
     def resolved_glue_dir(self) -> Path | None:
         value = self.glue_dir or os.environ.get("GLUE_DIR")

@@ -35,6 +35,9 @@ class GlueTask:
     splits: dict[str, tuple[TsvFile, str]] = field(default_factory=dict)
     submission_files: dict[str, str] = field(default_factory=dict)  # submit split -> GLUE file name
     is_regression: bool = False
+    # SST-2's train split holds every phrase of each sentence's parse tree, its dev (our test)
+    # whole sentences: validation must then be carved from whole sentences (data.validation_unit).
+    train_holds_subphrases: bool = False
 
     @property
     def num_labels(self) -> int:
@@ -103,6 +106,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
                 "submit": (TsvFile("test.tsv", _single("index", "sentence")), "test"),
             },
             submission_files={"submit": "SST-2.tsv"},
+            train_holds_subphrases=True,
         ),
         GlueTask(
             name="mrpc",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 import time
 from pathlib import Path
 
@@ -55,16 +56,41 @@ def dar_loss(distances: torch.Tensor, labels: torch.Tensor, kind: str, margin: f
     return torch.relu(gold - other + margin).mean()
 
 
-def _ic_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def _ic_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, step: int) -> torch.Tensor:
     """The weighted internal-classifier loss over every exit; ``logits`` (M, B, K)."""
     losses = torch.stack([nn.functional.cross_entropy(layer_logits, labels) for layer_logits in logits])
+    stop_unless_finite(losses, "the internal classifier's loss", "stage 1 (finetune)", step)
     return (weights * losses).sum()
 
 
-def _optimizer_step(loss: torch.Tensor, params: list[nn.Parameter], optimizer, scheduler, max_grad_norm: float) -> None:
+def stop_unless_finite(per_layer: torch.Tensor, what: str, stage: str, step: int) -> None:
+    """One clear line, naming the layer and the step, when a per-layer loss is NaN or infinite."""
+    bad = (~torch.isfinite(per_layer.detach())).nonzero()
+    if len(bad):
+        raise De3Error(
+            f"{stage}: {what} of layer {int(bad[0, 0]) + 1} is not finite at step {step + 1}; nothing was written. "
+            "Lower the stage's learning_rate or check the training data"
+        )
+
+
+_LAYER_OF_PARAMETER = re.compile(r"(?:encoder\.layer|classifiers|poolers|prototype_nets|heads)\.(\d+)\.")
+
+
+def _optimizer_step(loss: torch.Tensor, named: list[tuple[str, nn.Parameter]], optimizer, scheduler,
+                    max_grad_norm: float, stage: str, step: int) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    nn.utils.clip_grad_norm_(params, max_grad_norm)
+    params = [p for _, p in named]
+    norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    if not torch.isfinite(norm):  # find where (before clipping mixes every gradient), then stop
+        name = next(n for n, p in named if p.grad is not None and not torch.isfinite(p.grad).all())
+        match = _LAYER_OF_PARAMETER.search(name)
+        where = f"layer {int(match.group(1)) + 1} ({name})" if match else name
+        raise De3Error(
+            f"{stage}: the gradient of {where} is not finite at step {step + 1}; nothing was written. "
+            "Lower the stage's learning_rate or check the training data"
+        )
+    nn.utils.clip_grads_with_norm_(params, max_grad_norm, norm)
     optimizer.step()
     scheduler.step()
 
@@ -133,8 +159,9 @@ def finetune(data: PreparedData, cfg: Config, out_dir: Path, overwrite: bool = F
             batch = collate(tokenizer, [train.features[i] for i in rows], model.device)
             logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
             labels = labels_all[torch.from_numpy(rows).to(model.device)]
-            loss = _ic_loss(logits, labels, weights)
-            _optimizer_step(loss, list(model.parameters()), optimizer, scheduler, opt.max_grad_norm)
+            loss = _ic_loss(logits, labels, weights, step)
+            _optimizer_step(loss, list(model.named_parameters()), optimizer, scheduler, opt.max_grad_norm,
+                            "stage 1 (finetune)", step)
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -201,12 +228,13 @@ def train_prototypes(
             else:
                 batch = collate(tokenizer, [train.features[i] for i in rows], model.device)
                 logits, u = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-                ic_loss = _ic_loss(logits, labels, weights)
+                ic_loss = _ic_loss(logits, labels, weights, step)
             z = torch.stack([model.embed_prototype_space(m, u[m]) for m in range(n_proto)])
             model.update_prototypes(z, labels, opt.ema_gamma)
             dar = torch.stack([dar_loss(model.distances(m, z[m]), labels, opt.loss, opt.margin) for m in range(n_proto)])
+            stop_unless_finite(dar, "the DAR loss", "stage 2 (prototypes)", step)
             loss = ic_loss + dar.mean()
-            _optimizer_step(loss, [p for _, p in trainable], optimizer, scheduler, opt.max_grad_norm)
+            _optimizer_step(loss, trainable, optimizer, scheduler, opt.max_grad_norm, "stage 2 (prototypes)", step)
             step += 1
             bar.update(1)
             bar.set_postfix(dar=f"{dar.mean().item():.4f}")
@@ -259,7 +287,8 @@ def _train_controls(model, cached, labels_all, opt, seed, validation_pooled, val
             u = cached[index].transpose(0, 1).to(model.device)  # (M-1, B, H)
             labels = labels_all[index.to(model.device)]
             loss = torch.stack([nn.functional.cross_entropy(controls.heads[m](u[m]), labels) for m in range(n_proto)])
-            _optimizer_step(loss.mean(), [p for _, p in params], optimizer, scheduler, opt.max_grad_norm)
+            stop_unless_finite(loss, "the control head's loss", "stage 2 (control heads)", step)
+            _optimizer_step(loss.mean(), params, optimizer, scheduler, opt.max_grad_norm, "stage 2 (control heads)", step)
             step += 1
             if step >= total:
                 break

@@ -84,3 +84,57 @@ def test_wrong_task_checkpoint(prepared, tiny_config, tmp_path):
     with pytest.raises(De3Error, match="trained on rte, but the data is sst2"):
         train_prototypes(prepared, tiny_config, tmp_path / "rte", tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_class_first_seen_through_one_example_keeps_stage_two_finite(tiny_model_dir):
+    """The NaN case: the prototype of a class whose first batch holds one example equals that
+    example's embedding, so its distance is 0, where sqrt's gradient is infinite."""
+    from de3pipe.config import ModelConfig
+    from de3pipe.tasks import get_task
+
+    torch.manual_seed(0)
+    model, _ = MultiExitModel.from_base(str(tiny_model_dir), get_task("sst2"), ModelConfig())
+    u = torch.randn(model.num_layers - 1, 4, model.config.hidden_size)
+    labels = torch.tensor([0, 0, 0, 1])  # class 1: a single example in the first batch
+    z = torch.stack([model.embed_prototype_space(m, u[m]) for m in range(model.num_layers - 1)])
+    model.update_prototypes(z, labels, gamma=0.1)
+    distances = model.distances(0, z[0])
+    assert distances[3, 1] < 1e-5  # the example sits on its own prototype
+    loss = dar_loss(distances, labels, "ce", 1.0) + dar_loss(distances, labels, "margin", 1.0)
+    loss.backward()
+    grads = [p.grad for p in model.prototype_nets[0].parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_a_non_finite_loss_stops_stage_two_naming_layer_and_step(prepared, tiny_config, tmp_path, monkeypatch):
+    from de3pipe import training
+    from de3pipe.errors import De3Error
+
+    finetune(prepared, tiny_config, tmp_path / "ft", progress=False)
+    real, calls = training.dar_loss, []
+
+    def poisoned(distances, labels, kind, margin):
+        calls.append(1)
+        loss = real(distances, labels, kind, margin)
+        return loss * float("nan") if len(calls) == 3 * 3 + 2 else loss  # step 4, layer 2
+
+    monkeypatch.setattr(training, "dar_loss", poisoned)
+    with pytest.raises(De3Error, match=r"stage 2 \(prototypes\): the DAR loss of layer 2 is not finite at step 4"):
+        train_prototypes(prepared, tiny_config, tmp_path / "ft", tmp_path / "proto", progress=False)
+    assert not (tmp_path / "proto").exists()
+
+
+def test_a_non_finite_gradient_names_its_layer():
+    from de3pipe.errors import De3Error
+    from de3pipe.training import _optimizer, _optimizer_step
+    from de3pipe.config import OptimConfig
+
+    layers = torch.nn.ModuleDict({"prototype_nets": torch.nn.ModuleList([torch.nn.Linear(2, 2) for _ in range(3)])})
+    named = list(layers.named_parameters())
+    optimizer, scheduler = _optimizer(named, OptimConfig(), 10)
+    x = torch.tensor([[0.0, 0.0]], requires_grad=False)
+    loss = layers["prototype_nets"][0](x).sum() + layers["prototype_nets"][2](x).sum() * torch.tensor(float("inf"))
+    before = layers["prototype_nets"][0].weight.detach().clone()
+    with pytest.raises(De3Error, match=r"gradient of layer 3 \(prototype_nets.2.weight\) is not finite at step 7"):
+        _optimizer_step(loss, named, optimizer, scheduler, 1.0, "stage 2 (prototypes)", 6)
+    assert torch.equal(layers["prototype_nets"][0].weight, before), "no optimiser step was taken"

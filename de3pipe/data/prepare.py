@@ -47,6 +47,57 @@ def _stratified_take(frame: pd.DataFrame, size: float | int, seed: int) -> tuple
     return taken.sort_index(), rest.sort_index()
 
 
+def whole_sentences(texts: pd.Series) -> np.ndarray:
+    """Rows whose text is no contiguous word span of another row's text: in a phrase-level
+    treebank split (SST-2's train) these are the parse trees' roots, the whole sentences."""
+    unique = set(texts)
+    inside: set[str] = set()
+    for text in unique:
+        words = text.split()
+        for start in range(len(words)):
+            for stop in range(start + 1, len(words) + 1 - (start == 0)):  # every proper span
+                span = " ".join(words[start:stop])
+                if span in unique:
+                    inside.add(span)
+    return ~texts.isin(inside).to_numpy()
+
+
+def phrases_of(sentences: pd.Series) -> set[str]:
+    """Every contiguous word span of ``sentences`` (the sentences themselves included)."""
+    spans: set[str] = set()
+    for text in sentences:
+        words = text.split()
+        spans.update(" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1))
+    return spans
+
+
+def carve_validation(train: pd.DataFrame, task: GlueTask, cfg: DataConfig, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(validation, train, how): validation carved from ``train`` (method.md, "Validation like test").
+
+    ``rows``: a stratified, seeded sample of train rows. ``sentences``: a stratified, seeded sample
+    of whole sentences (validation_size counts or is a fraction of sentences), and every train row
+    that is a phrase of a validation sentence is dropped, so no part of a validation sentence is
+    trained on."""
+    unit = cfg.validation_unit
+    if unit == "auto":
+        unit = "sentences" if task.train_holds_subphrases else "rows"
+    texts = train["text_a"].str.strip()
+    if unit == "rows":
+        validation, rest = _stratified_take(train, cfg.validation_size, seed)
+        return validation, rest, {"unit": "rows"}
+    if task.is_pair:
+        raise De3Error(f"data.validation_unit sentences is for single-sentence tasks; {task.name} has sentence pairs")
+    is_sentence = whole_sentences(texts)
+    validation, _ = _stratified_take(train[is_sentence], cfg.validation_size, seed)
+    kept_out = texts.isin(phrases_of(texts[validation.index]))
+    how = {
+        "unit": "sentences",
+        "whole_sentences_in_train": int(is_sentence.sum()),
+        "train_rows_dropped_as_phrases_of_validation": int(kept_out.sum()) - len(validation),
+    }
+    return validation, train[~kept_out], how
+
+
 def split_stats(frame: pd.DataFrame, task: GlueTask) -> dict:
     labeled = frame[frame["label"] >= 0]
     counts = {task.label_names[i]: int((labeled["label"] == i).sum()) for i in range(task.num_labels)}
@@ -56,7 +107,7 @@ def split_stats(frame: pd.DataFrame, task: GlueTask) -> dict:
 def prepare_task(task_name: str, cfg: DataConfig, seed: int, out_dir: Path, overwrite: bool = False) -> dict:
     task = get_task(task_name)
     raw, source = load_raw(task, cfg)
-    validation, train = _stratified_take(raw["train"], cfg.validation_size, seed)
+    validation, train, carving = carve_validation(raw["train"], task, cfg, seed)
     splits = {"train": train, "validation": validation} | {k: v for k, v in raw.items() if k != "train"}
     caps = {
         "train": cfg.max_train_samples,
@@ -72,11 +123,20 @@ def prepare_task(task_name: str, cfg: DataConfig, seed: int, out_dir: Path, over
             raise De3Error(
                 f"split {split!r} of {task.name} is empty after preparation; check data.validation_size and the caps"
             )
+    classes = sorted(set(splits["train"]["label"]))
+    if len(classes) < 2:
+        names = [task.label_names[c] for c in classes if c >= 0]
+        raise De3Error(
+            f"the train split of {task.name} holds a single class ({', '.join(names) or 'no labels'}) after "
+            "preparation; a classifier needs examples of every class: check the train file's labels, "
+            "data.validation_size and data.max_train_samples"
+        )
     info = {
         "task": task.name,
         "label_names": list(task.label_names),
         "source": source,
         "seed": seed,
+        "validation": carving,
         "data_config": cfg.model_dump(),
         "splits": {name: split_stats(frame, task) for name, frame in splits.items()},
     }

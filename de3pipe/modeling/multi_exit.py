@@ -177,11 +177,16 @@ class MultiExitModel(nn.Module):
         return model, tokenizer
 
 
+DISTANCE_FLOOR = 1e-12  # squared distance; distances below 1e-6 read as 1e-6
+
+
 def prototype_distance(z: torch.Tensor, prototypes: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "cosine":
         return 1 - nn.functional.cosine_similarity(z[:, None, :], prototypes[None], dim=-1)
     squared = ((z[:, None, :] - prototypes[None]) ** 2).sum(-1)
-    return squared if kind == "sq_euclidean" else squared.clamp(min=0).sqrt()
+    # sqrt has an infinite gradient at 0, reached when a prototype equals a sample (a class first
+    # seen through a single example): below a tiny floor the clamp's gradient is 0, so it stays finite.
+    return squared if kind == "sq_euclidean" else squared.clamp(min=DISTANCE_FLOOR).sqrt()
 
 
 def load_checkpoint(

@@ -67,3 +67,82 @@ def test_hub_failure_explains_the_offline_fix(tmp_path, monkeypatch):
 def test_stsb_is_rejected_before_reading(tmp_path):
     with pytest.raises(De3Error, match="regression"):
         prepare_task("stsb", DataConfig(glue_dir=str(tmp_path)), 0, tmp_path / "out")
+
+
+def _treebank(folder, sentences):
+    """An SST-2 folder whose train holds, like the real one, every sentence and each of its phrases."""
+    task = folder / "SST-2"
+    task.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for sentence, label in sentences:
+        words = sentence.split()
+        rows.append((sentence, label))
+        rows += [(" ".join(words[: len(words) // 2]), label), (" ".join(words[len(words) // 2 :]), label)]
+    (task / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in rows))
+    (task / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in sentences[:4]))
+    (task / "test.tsv").write_text("index\tsentence\n0\tsome text\n")
+    return folder
+
+
+def test_sst2_validation_is_whole_sentences_and_none_of_their_phrases_trains(tmp_path):
+    from de3pipe.data.prepare import whole_sentences
+
+    sentences = [(f"word{i} and then some more words number {i} end", i % 2) for i in range(40)]
+    sentences.append(("a shared opening and then some more words number 0 end", 0))  # shares phrases with #0
+    glue = _treebank(tmp_path / "glue", sentences)
+    info = prepare_task("sst2", DataConfig(glue_dir=str(glue), validation_size=10), 0, tmp_path / "out")
+    assert info["validation"]["unit"] == "sentences" and info["validation"]["whole_sentences_in_train"] == 41
+    data = PreparedData.open(tmp_path / "out")
+    validation, train = data.split("validation"), data.split("train")
+    assert len(validation) == 10 and set(validation["text_a"]) <= {s for s, _ in sentences}
+    for sentence in validation["text_a"]:
+        words = sentence.split()
+        spans = {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1)}
+        assert not spans & set(train["text_a"]), "a phrase of a validation sentence is in train"
+    assert whole_sentences(train["text_a"]).sum() == 31  # the other sentences stay, with their phrases
+    rows = prepare_task("sst2", DataConfig(glue_dir=str(glue), validation_size=10, validation_unit="rows"), 0,
+                        tmp_path / "rows")
+    assert rows["validation"] == {"unit": "rows"} and rows["splits"]["train"]["rows"] == 3 * 41 - 10
+
+
+def test_real_sst2_validation_looks_like_its_test():
+    from scipy.stats import ks_2samp
+
+    from tests.conftest import SHARED_GLUE
+
+    if not (SHARED_GLUE / "SST-2" / "train.tsv").is_file():
+        pytest.skip("the GLUE copy is not beside the repository")
+    from de3pipe.data import glue_dir
+    from de3pipe.data.prepare import carve_validation
+    from de3pipe.tasks import get_task
+
+    task = get_task("sst2")
+    raw = glue_dir.read_task(SHARED_GLUE, task)
+    validation, train, how = carve_validation(raw["train"], task, DataConfig(), seed=42)
+    words = lambda frame: frame["text_a"].str.split().str.len()  # noqa: E731
+    test_words, validation_words = words(raw["test"]), words(validation)
+    assert ks_2samp(validation_words, test_words).statistic < 0.08
+    assert abs(validation_words.median() - test_words.median()) <= 2
+    assert abs(validation["label"].mean() - raw["test"]["label"].mean()) < 0.05
+    assert len(validation) == round(0.1 * how["whole_sentences_in_train"])
+    # the phrase-level default would not: validation made of short phrases
+    rows, _, _ = carve_validation(raw["train"], task, DataConfig(validation_unit="rows"), seed=42)
+    assert ks_2samp(words(rows), test_words).statistic > 0.3
+
+
+def test_a_single_class_train_split_is_refused(tmp_path):
+    glue = write_sst2(tmp_path / "glue", n_train=40)
+    train = glue / "SST-2" / "train.tsv"
+    train.write_text("".join(line.rsplit("\t", 1)[0] + "\t1\n" if i else line + "\n"
+                             for i, line in enumerate(train.read_text().splitlines())))
+    with pytest.raises(De3Error, match="train split of sst2 holds a single class \\(positive\\)"):
+        prepare_task("sst2", DataConfig(glue_dir=str(glue), validation_size=10), 0, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("size", [1.5, 100.25])
+def test_a_validation_size_that_is_neither_fraction_nor_count_is_refused(size):
+    from de3pipe.config import load_config
+
+    with pytest.raises(De3Error, match="data.validation_size: .*fraction below 1 .* or a whole number of rows"):
+        load_config(None, [f"data.validation_size={size}"])
