@@ -1,69 +1,35 @@
 """Threshold calibration on the validation split.
 
-Each strategy's knob (and lambda for de3) is swept over a grid to trace its whole
-metric/speed-up curve. For every target speed-up the operating point is the point with the
-best validation metric among those reaching the target; the thresholds are then frozen.
+Each strategy's knobs are swept over its registered grid (strategies.py) to trace its whole
+validation metric/speed-up curve. One selection rule, the same for every strategy, then
+freezes an operating point for each named target speed-up and for a dense grid of targets
+(1 + step, 1 + 2 step, ... up to the fastest point the strategy reaches on validation). The
+dense grid's points, applied once to test, are the strategy's calibrated test curve: every
+knob (tau, lambda, t, k) is chosen on validation, never on test.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 
 from de3pipe.config import CalibrationConfig
-from de3pipe.metrics import layer_speedup, primary_metric, task_metrics
 from de3pipe.errors import De3Error
-from de3pipe.signals import Signals, edr
-from de3pipe.strategies import Strategy, base_and_view, make_strategy, replay
+from de3pipe.metrics import layer_speedup, primary_metric, task_metrics
+from de3pipe.signals import Signals
+from de3pipe.strategies import Strategy, lookup, make_strategy, replay
 from de3pipe.tasks import GlueTask, get_task
 
 log = logging.getLogger(__name__)
 
-
-def threshold_grid(values: np.ndarray, n: int) -> np.ndarray:
-    """Thresholds between consecutive quantiles of ``values`` plus both ends: each one sits
-    between observed values, so tiny float differences never flip a decision."""
-    quantiles = np.unique(np.quantile(values.astype(np.float64), np.linspace(0, 1, n)))
-    span = max(float(quantiles[-1] - quantiles[0]), 1e-6)
-    middles = (quantiles[:-1] + quantiles[1:]) / 2
-    return np.concatenate([[quantiles[0] - span], middles, [quantiles[-1] + span]])
-
-
-def candidate_strategies(name: str, signals: Signals, cfg: CalibrationConfig, eps: float) -> Iterator[Strategy]:
-    """Every knob setting to try for strategy ``name``."""
-    inner = slice(0, signals.num_layers - 1)  # exit decisions happen at layers 1..M-1
-    n = cfg.n_thresholds
-    if name == "de3":
-        for lam in cfg.lambdas:
-            values = edr(signals.entropy[:, inner], signals.dr, lam, eps)
-            for tau in threshold_grid(values, n):
-                yield make_strategy("de3", tau=float(tau), lam=float(lam), eps=eps)
-    elif name in ("entropy", "distance"):
-        values = signals.entropy[:, inner] if name == "entropy" else signals.dr
-        for tau in threshold_grid(values, n):
-            yield make_strategy(name, tau=float(tau))
-    elif name == "maxprob":
-        for tau in threshold_grid(np.exp(signals.log_probs[:, inner].max(-1)), n):
-            yield make_strategy(name, tau=float(tau))
-    elif name == "pcee":
-        for t in cfg.pcee_patience:
-            for tau in threshold_grid(signals.entropy[:, inner], n):
-                yield make_strategy(name, tau=float(tau), t=t)
-    elif name == "patience":
-        for t in range(1, signals.num_layers):
-            yield make_strategy(name, t=t)
-    elif name == "static":
-        for k in range(1, signals.num_layers + 1):
-            yield make_strategy(name, k=k)
-    elif name == "oracle":
-        yield make_strategy(name)
+KNOB_COLUMNS = ("tau", "lam", "t", "k")
+INTEGER_KNOBS = ("t", "k")
 
 
 def evaluate_strategy(strategy: Strategy, signals: Signals, task: GlueTask, name: str | None = None) -> dict:
-    """One point of a curve; ``name`` labels it when the strategy runs as a study variant."""
+    """One point of a curve on ``signals`` (already the view ``name`` reads)."""
     exit_layer, prediction = replay(strategy, signals)
     return {
         "strategy": name or strategy.name,
@@ -79,38 +45,35 @@ def sweep(signals: Signals, cfg: CalibrationConfig, eps: float) -> pd.DataFrame:
     task = get_task(signals.meta["task"])
     rows = []
     for name in cfg.strategies:
-        base, view = base_and_view(name)
-        viewed = signals.view(view)
-        rows += [evaluate_strategy(s, viewed, task, name) for s in candidate_strategies(base, viewed, cfg, eps)]
-    return pd.DataFrame(rows).drop(columns=["eps"], errors="ignore")
-
-
-KNOB_COLUMNS = ("tau", "lam", "t", "k")
+        entry = lookup(name)
+        viewed = signals.view(entry.view)
+        rows += [
+            evaluate_strategy(make_strategy(name, eps, **knobs), viewed, task, name)
+            for knobs in entry.rule.knob_grid(viewed, cfg, eps)
+        ]
+    return pd.DataFrame(rows)
 
 
 def _knobs_of(row: pd.Series) -> dict:
     knobs = {}
     for key in KNOB_COLUMNS:
         if key in row and pd.notna(row[key]):
-            knobs[key] = int(row[key]) if key in ("t", "k") else float(row[key])
+            knobs[key] = int(row[key]) if key in INTEGER_KNOBS else float(row[key])
     return knobs
 
 
-SECONDARY_KNOBS = {"de3": "lam", "pcee": "t"}  # strategies with a knob besides the threshold
-
-
 def choose_operating_point(curve: pd.DataFrame, target: float, metric: str, strategy: str, selection: str) -> dict:
-    """The frozen point for ``target``.
+    """The frozen point for ``target``, by the same rule for every strategy.
 
-    ``nearest`` (default): the slowest point that still reaches the target, so strategies are
-    compared at matched speed-ups; for de3 (lambda) and pcee (t) that is taken per secondary knob
-    and the one with the best validation metric wins. ``best``: the best metric among all points
-    reaching the target. If no point reaches it, the fastest point is used and flagged.
+    ``nearest`` (default): per value of the strategy's secondary knob (lambda, t; one group for
+    the others) the slowest point that still reaches the target, then the best validation metric
+    among those. ``best``: the best metric among all points reaching the target. If no point
+    reaches it, the fastest point is used and flagged ``unreachable``.
     """
     reaching = curve[curve["speedup"] >= target - 1e-9]
     if len(reaching):
         if selection == "nearest":
-            group = SECONDARY_KNOBS.get(base_and_view(strategy)[0])
+            group = lookup(strategy).secondary_knob
             groups = reaching.groupby(group, sort=True) if group else [(None, reaching)]
             reaching = pd.DataFrame([g.sort_values("speedup", kind="stable").iloc[0] for _, g in groups])
         best = reaching.sort_values([metric, "speedup"], ascending=[False, True], kind="stable").iloc[0]
@@ -123,7 +86,6 @@ def choose_operating_point(curve: pd.DataFrame, target: float, metric: str, stra
             f"{strategy} cannot reach {target:g}x on the validation split: its reachable range is "
             f"{low:.2f}x-{high:.2f}x; using the nearest point, {best['speedup']:.2f}x"
         )
-        log.warning(message)
     return {
         "knobs": _knobs_of(best),
         "validation_speedup": float(best["speedup"]),
@@ -133,8 +95,26 @@ def choose_operating_point(curve: pd.DataFrame, target: float, metric: str, stra
     }
 
 
+def curve_targets(fastest: float, step: float) -> list[float]:
+    """The dense target grid: 1 + step, 1 + 2 step, ... up to ``fastest``."""
+    count = int(np.floor((fastest - 1) / step + 1e-9))
+    return [round(1 + step * i, 10) for i in range(1, count + 1)]
+
+
+def calibrated_curve(curve: pd.DataFrame, metric: str, strategy: str, cfg: CalibrationConfig) -> list[dict]:
+    """The strategy's frozen points over the dense target grid (repeats of one point kept once)."""
+    points, seen = [], set()
+    for target in curve_targets(float(curve["speedup"].max()), cfg.curve_step):
+        point = choose_operating_point(curve, target, metric, strategy, cfg.selection)
+        key = tuple(sorted(point["knobs"].items()))
+        if key not in seen:
+            seen.add(key)
+            points.append({"target": target} | point)
+    return points
+
+
 def calibrate(signals: Signals, cfg: CalibrationConfig, eps: float) -> tuple[dict, pd.DataFrame]:
-    """Frozen operating points (strategy -> target -> knobs) and the validation curves."""
+    """Frozen operating points (named targets and the dense curve grid) and the validation curves."""
     task = get_task(signals.meta["task"])
     if not signals.has_labels:
         raise De3Error("calibration needs a labeled split; give the signals of the validation split")
@@ -147,17 +127,22 @@ def calibrate(signals: Signals, cfg: CalibrationConfig, eps: float) -> tuple[dic
     metric = primary_metric(task)
     curves = sweep(signals, cfg, eps)
     thresholds: dict[str, dict] = {}
+    dense: dict[str, list[dict]] = {}
     for name in cfg.strategies:
         curve = curves[curves["strategy"] == name]
-        if name == "oracle":  # no knob: one point, reported as is
+        if lookup(name).analysis_only:  # no knob worth calibrating: one point, reported as is
             thresholds[name] = {"any": choose_operating_point(curve, 1.0, metric, name, "best")}
             continue
-        thresholds[name] = {
-            f"{target:g}": choose_operating_point(curve, target, metric, name, cfg.selection) for target in cfg.targets
-        }
+        thresholds[name] = {}
+        for target in cfg.targets:
+            point = choose_operating_point(curve, target, metric, name, cfg.selection)
+            if point["message"]:
+                log.warning(point["message"])
+            thresholds[name][f"{target:g}"] = point
+        dense[name] = calibrated_curve(curve, metric, name, cfg)
     per_lambda = {}
     if cfg.per_lambda:  # lambda sensitivity: each lambda's own threshold per target, chosen the same way
-        for name in (n for n in cfg.strategies if base_and_view(n)[0] == "de3"):
+        for name in (n for n in cfg.strategies if lookup(n).secondary_knob == "lam"):
             curve = curves[curves["strategy"] == name]
             per_lambda[name] = {
                 f"{lam:g}": {
@@ -173,8 +158,10 @@ def calibrate(signals: Signals, cfg: CalibrationConfig, eps: float) -> tuple[dic
         "eps": eps,
         "targets": cfg.targets,
         "selection": cfg.selection,
+        "curve_step": cfg.curve_step,
         "validation_samples": signals.num_samples,
         "strategies": thresholds,
+        "curves": dense,
     }
     if per_lambda:
         result["per_lambda"] = per_lambda

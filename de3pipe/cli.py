@@ -192,49 +192,24 @@ def signals(
     quiet: QuietOpt = False,
 ) -> None:
     """One forward pass per split storing every layer's logits, entropy, r1, r2 and DR."""
-    from de3pipe.batching import encode_split
     from de3pipe.data.prepare import PreparedData
-    from de3pipe.controls import StudyControls, control_arrays
-    from de3pipe.engine import collect_signals, collect_signals_and_features
-    from de3pipe.io import atomic_dir
-    from de3pipe.projection import FILE_NAME as PROJECTION_FILE
-    from de3pipe.projection import project_prototype_space, save_projection
     from de3pipe.metrics import task_metrics
-    from de3pipe.modeling import load_checkpoint
+    from de3pipe.signal_pass import run_signal_pass
 
     cfg = _config(config, set_, seed)
     prepared = PreparedData.open(data)
-    network, tokenizer = load_checkpoint(model, require_stage="prototyped", trust_remote_code=cfg.model.trust_remote_code)
-    if network.config.task != prepared.task.name:
-        raise De3Error(f"{model} was trained on {network.config.task}, but {data} holds {prepared.task.name}")
-    names = [s.strip() for s in splits.split(",") if s.strip()] if splits else prepared.split_names
-    names = [name for name in names if name != "train"] if splits is None else names
-    frames = {name: prepared.split(name) for name in names}  # fail on a bad split name before any work
-    controls = StudyControls.load(model)
-    if controls is not None:
-        controls.to(network.device)
-    keep_pooled = controls is not None or cfg.signals.prototype_space  # only the study needs the features
-    with _job(cfg, "signals", prepared.task.name, ("signals",)) as run, atomic_dir(out, overwrite=overwrite) as tmp:
-        for name, frame in frames.items():
-            encoded = encode_split(frame, tokenizer, network.config.max_length)
-            meta = {"task": prepared.task.name, "split": name, "checkpoint": str(model), "num_layers": network.num_layers}
-            args = (network, tokenizer, encoded, cfg.signals.batch_size, cfg.signals.eps, meta, not quiet)
-            result, pooled = collect_signals_and_features(*args) if keep_pooled else (collect_signals(*args), None)
-            if controls is not None:
-                arrays = control_arrays(controls, pooled, result.log_probs, network.config.distance, cfg.signals.eps)
-                for key, value in arrays.items():
-                    setattr(result, key, value)
-            if cfg.signals.prototype_space and name == "validation":
-                projection = project_prototype_space(network, pooled, result.labels, result.pred)
-                save_projection(tmp / PROJECTION_FILE, projection, meta)
-            result.save(tmp / f"{name}.npz")
+    names = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
+    with _job(cfg, "signals", prepared.task.name, ("signals",)) as run:
+
+        def log_split(name, result):
             run.log_per_layer(f"{name}_mean_entropy_per_layer", result.entropy.mean(0).tolist())
             if result.has_labels:
                 primary = prepared.task.metrics[0]
                 run.log_per_layer(f"{name}_{primary}_per_layer", [
                     task_metrics(prepared.task, result.labels, result.pred[:, m])[primary] for m in range(result.num_layers)
                 ])
-            log.info("%s: %d samples x %d layers", name, result.num_samples, result.num_layers)
+
+        run_signal_pass(prepared, model, out, cfg, names, overwrite, not quiet, log_split)
 
 
 def _signals_file(path: Path, split: str) -> Path:
@@ -280,6 +255,9 @@ def calibrate(
         for target, entry in targets.items():
             flag = "" if entry["status"] == "ok" else "  (unreachable: nearest point)"
             typer.echo(f"{name:9s} {target:>4s}x  {entry['knobs']}  val speed-up {entry['validation_speedup']:.2f}{flag}")
+    for name, points in thresholds["curves"].items():
+        reach = points[-1]["validation_speedup"] if points else 1.0
+        typer.echo(f"{name:9s} calibrated curve: {len(points)} points up to {reach:.2f}x on validation")
 
 
 def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
@@ -303,10 +281,9 @@ def evaluate(
     quiet: QuietOpt = False,
 ) -> None:
     """Apply the frozen thresholds to the test split: metrics, speed-ups, exits, curves, submission files."""
-    from de3pipe.calibration import sweep
+    from de3pipe.evaluation import POINTS_FILE, write_submissions
     from de3pipe.evaluation import evaluate as run_stage
-    from de3pipe.evaluation import write_submissions
-    from de3pipe.io import atomic_dir, atomic_file, read_json, write_json
+    from de3pipe.io import atomic_dir, atomic_file, read_json, write_json, write_npz
     from de3pipe.signals import Signals
     from de3pipe.tasks import get_task
 
@@ -314,20 +291,22 @@ def evaluate(
     frozen = read_json(thresholds, what="thresholds file")
     test = Signals.load(_signals_file(signals_path, "test"))
     submits = [Signals.load(p) for p in sorted(signals_path.glob("submit*.npz"))] if signals_path.is_dir() else []
-    outputs = [out / "metrics.json", out / "exits.parquet", out / "test_curves.csv", out / "submission"]
+    outputs = [out / "metrics.json", out / "exits.parquet", out / "test_curves.csv", out / POINTS_FILE, out / "submission"]
     _refuse_existing(outputs, overwrite)
     with _job(cfg, "evaluate", test.meta["task"], ("evaluation", "calibration")) as run:
-        results, exits = run_stage(test, frozen)
+        results, exits, curves, points = run_stage(test, frozen)
         results["seed"] = cfg.seed
         task = get_task(test.meta["task"])
-        curves = sweep(test, cfg.calibration, frozen.get("eps", cfg.signals.eps))
-        curves["metric"] = curves[task.metrics[0]]
         if model is not None and data is not None and (cfg.evaluation.wallclock or cfg.evaluation.overhead):
             from de3pipe.overhead import measure_overhead
+            from de3pipe.wallclock import measure_points, timing_inputs
 
-            network, tokenizer, encoded = _timing_inputs(model, data, test.meta["split"])
+            network, tokenizer, encoded = timing_inputs(model, data, test.meta["split"])
             if cfg.evaluation.wallclock:
-                results["wallclock"] = _wallclock(network, tokenizer, encoded, frozen, cfg)
+                results["wallclock"] = measure_points(
+                    network, tokenizer, encoded, frozen, cfg.evaluation.wallclock_strategies,
+                    cfg.evaluation.wallclock_batch_size, cfg.evaluation.wallclock_repeats,
+                )
             if cfg.evaluation.overhead:
                 results["overhead"] = measure_overhead(
                     network, tokenizer, encoded, cfg.evaluation.wallclock_batch_size, cfg.signals.eps, cfg.seed
@@ -336,6 +315,7 @@ def evaluate(
             exits.to_parquet(handle, index=False)
         with atomic_file(out / "test_curves.csv") as handle:
             curves.to_csv(handle, index=False)
+        write_npz(out / POINTS_FILE, **points)
         with atomic_dir(out / "submission", overwrite=True) as tmp:
             for submit in submits:
                 write_submissions(submit, frozen, task.submission_files[submit.meta["split"]], tmp)
@@ -357,32 +337,6 @@ def _log_evaluation(run, results: dict, metric: str, out: Path) -> None:
                                                                           "seed": results["seed"], "stage": "evaluate"}) as child:
             child.log_metrics({f"{target}x.{field}": entry[field]
                                for target, entry in targets.items() for field in (metric, "speedup")})
-
-
-def _timing_inputs(model: Path, data: Path, split: str, max_samples: int | None = None):
-    """The checkpoint, its tokenizer and the encoded split (or a seeded subset) that timings run on."""
-    from de3pipe.batching import encode_split
-    from de3pipe.data.prepare import PreparedData
-    from de3pipe.modeling import load_checkpoint
-
-    network, tokenizer = load_checkpoint(model, require_stage="prototyped")
-    frame = PreparedData.open(data).split(split)
-    if max_samples is not None and max_samples < len(frame):
-        frame = frame.sample(max_samples, random_state=0).sort_index()
-    return network, tokenizer, encode_split(frame, tokenizer, network.config.max_length)
-
-
-def _wallclock(network, tokenizer, encoded, frozen: dict, cfg: Config) -> list[dict]:
-    from de3pipe.engine import EarlyExitEngine, measure_wallclock
-    from de3pipe.evaluation import operating_points
-
-    engine = EarlyExitEngine(network, frozen.get("eps", cfg.signals.eps))
-    points = [(n, t, s) for n, t, s, _ in operating_points(frozen) if n in cfg.evaluation.wallclock_strategies]
-    rows = measure_wallclock(
-        engine, tokenizer, encoded, [s for _, _, s in points], cfg.evaluation.wallclock_batch_size,
-        cfg.evaluation.wallclock_repeats,
-    )
-    return [{"strategy_name": n, "target": t, **row} for (n, t, _), row in zip(points, rows, strict=True)]
 
 
 def _print_summary(results: dict) -> None:
@@ -431,23 +385,17 @@ def speed(
     out: Annotated[Path | None, typer.Option(help="JSON file for the figures")] = None,
 ) -> None:
     """Measure batched early exit against the full model: layer and wall-clock speed-ups."""
-    from de3pipe.engine import EarlyExitEngine, measure_wallclock
-    from de3pipe.evaluation import operating_points
     from de3pipe.io import read_json, write_json
+    from de3pipe.wallclock import measure_points, timing_inputs
 
     frozen = read_json(thresholds, what="thresholds file")
-    network, tokenizer, encoded = _timing_inputs(model, data, split, max_samples)
-    engine = EarlyExitEngine(network, frozen.get("eps", 1e-8))
-    wanted = set(strategies.split(","))
-    points = [(n, t, s) for n, t, s, _ in operating_points(frozen) if n in wanted]
+    network, tokenizer, encoded = timing_inputs(model, data, split, max_samples)
     rows = []
     for size in (int(b) for b in batch_sizes.split(",")):
-        measured = measure_wallclock(engine, tokenizer, encoded, [s for _, _, s in points], size, repeats)
-        for (name, target, _), row in zip(points, measured, strict=True):
-            row["ratio"] = row["wallclock_speedup"] / row["layer_speedup"]
-            rows.append({"strategy_name": name, "target": target, **row})
+        for row in measure_points(network, tokenizer, encoded, frozen, strategies.split(","), size, repeats):
+            rows.append(row)
             typer.echo(
-                f"batch {size:4d} {name:8s} {target:>4s}x: layer {row['layer_speedup']:.2f}x, "
+                f"batch {size:4d} {row['strategy_name']:8s} {row['target']:>4s}x: layer {row['layer_speedup']:.2f}x, "
                 f"wall-clock {row['wallclock_speedup']:.2f}x (ratio {row['ratio']:.2f}), "
                 f"{row['samples_per_second']:.0f} samples/s (full model {row['full_samples_per_second']:.0f}/s)"
             )
@@ -465,13 +413,13 @@ def report(
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """The paper-style table (strategy x target x task, mean ± 95% CI over seeds) and plots."""
-    from de3pipe.report import build_report, setup_lines
+    """Strategies compared at matched speed-ups on calibrated curves, with bootstrap intervals; plots."""
+    from de3pipe.report import build_report
 
     cfg = _config(config, set_, None)
     _refuse_existing([out / "report.md", out / "summary.json"], overwrite)
-    with _job(cfg, "report", "all", ()) as run:
-        build_report(metrics, out, setup_lines(cfg) if config else None)
+    with _job(cfg, "report", "all", ("report",)) as run:
+        build_report(metrics, out, cfg, setup=bool(config))
         run.log_artifact(out / "report.md")
         for plot in sorted((out / "plots").glob("*.png")):
             run.log_artifact(plot, "plots")

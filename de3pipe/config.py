@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from de3pipe.errors import De3Error
 
-STRATEGIES = ("de3", "entropy", "maxprob", "patience", "pcee", "distance", "static", "oracle")
-# The study's variants (strategies.VARIANTS): they read the controls of prototypes.controls.
-STUDY_STRATEGIES = ("de3_nodar", "control_entropy", "control_maxprob")
+from de3pipe.strategies import strategy_names
+
+# Every registered strategy name (de3pipe/strategies.py); the study variants need prototypes.controls.
+STRATEGY_NAMES = strategy_names()
 
 
 class _Section(BaseModel):
@@ -120,19 +121,28 @@ class SignalsConfig(_Section):
 
 
 class CalibrationConfig(_Section):
-    targets: list[float] = Field([1.5, 2.0, 3.0], min_length=1, description="target layer speed-ups")
-    strategies: list[Literal[STRATEGIES + STUDY_STRATEGIES]] = Field(  # type: ignore[valid-type]
-        list(STRATEGIES), min_length=1, description="the study variants need prototypes.controls"
+    targets: list[float] = Field([1.5, 2.0, 3.0], min_length=1, description="named target layer speed-ups")
+    strategies: list[Literal[STRATEGY_NAMES]] = Field(  # type: ignore[valid-type]
+        list(strategy_names(variants=False)), min_length=1, description="the study variants need prototypes.controls"
     )
-    lambdas: list[float] = Field([0.25, 0.5, 1.0, 2.0, 4.0], min_length=1, description="de3's lambda grid")
+    lambdas: list[float] = Field(
+        [0.0, 0.25, 0.5, 1.0, 2.0, 4.0], min_length=1, description="de3's lambda grid (0: entropy alone)"
+    )
     pcee_patience: list[int] = Field([1, 2, 3], min_length=1)
     n_thresholds: int = Field(200, ge=2, description="thresholds per curve, at quantiles of the signal")
+    curve_step: float = Field(
+        0.05, gt=0, le=1,
+        description="step of the dense target grid (1+step, 1+2*step, ... up to the fastest validation point) "
+        "whose frozen points make each strategy's calibrated test curve",
+    )
     per_lambda: bool = Field(
         False, description="also freeze a de3 point per lambda and target (the report's lambda-sensitivity table)"
     )
     selection: Literal["nearest", "best"] = Field(
         "nearest",
-        description="nearest: slowest point reaching the target (matched speed-ups); best: best metric reaching it",
+        description="the one rule for every strategy and target: per secondary-knob value the slowest point "
+        "reaching the target, the best validation metric among those (nearest); or the best metric among all "
+        "points reaching it (best)",
     )
 
     @field_validator("targets")
@@ -161,11 +171,42 @@ class CalibrationConfig(_Section):
 class EvaluationConfig(_Section):
     wallclock: bool = Field(True, description="measure batched early-exit wall-clock speed-up")
     wallclock_batch_size: int = Field(32, gt=0)
-    wallclock_strategies: list[Literal[STRATEGIES]] = Field(["de3", "entropy"])  # type: ignore[valid-type]
+    wallclock_strategies: list[Literal[strategy_names(variants=False, analysis=False)]] = Field(  # type: ignore[valid-type]
+        ["de3", "entropy"]
+    )
     wallclock_repeats: int = Field(2, gt=0, description="timed runs per point; the fastest counts")
     overhead: bool = Field(
         False, description="measure de3's storage, FLOPs and signal time against entropy's (de3pipe/overhead.py)"
     )
+
+
+class ReportConfig(_Section):
+    matched_speedups: list[float] = Field(
+        [1.5, 2.0, 2.5, 3.0], min_length=1,
+        description="achieved test speed-ups at which strategies are compared (each calibrated curve interpolated)",
+    )
+    max_area_speedup: float = Field(3.0, gt=1, description="upper end of the curve-area range (lower where a curve stops)")
+    comparisons: list[Literal[STRATEGY_NAMES]] = Field(  # type: ignore[valid-type]
+        ["entropy", "pcee", "patience", "control_entropy", "de3_nodar", "distance"],
+        description="de3 minus each of these, paired; those a run lacks are skipped",
+    )
+    bootstrap_samples: int = Field(1000, ge=100, description="paired bootstrap replicates (test examples and seeds)")
+    confidence: float = Field(0.95, gt=0, lt=1)
+    correction: Literal["holm", "bonferroni", "none"] = Field(
+        "holm", description="multiple-comparison correction over each table of differences"
+    )
+    alpha: float = Field(0.05, gt=0, lt=1, description="family-wise error rate of a table of differences")
+    target_tolerance: float = Field(
+        0.05, gt=0, description="the target view marks an achieved test speed-up further than this (relative) from its target"
+    )
+    bootstrap_seed: int = 0
+
+    @field_validator("matched_speedups")
+    @classmethod
+    def _speedups_above_one(cls, values: list[float]) -> list[float]:
+        if any(v <= 1 for v in values):
+            raise ValueError(f"matched speed-ups must be > 1; got {values}")
+        return sorted(set(values))
 
 
 class TrackingConfig(_Section):
@@ -183,6 +224,7 @@ class Config(_Section):
     signals: SignalsConfig = SignalsConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    report: ReportConfig = ReportConfig()
     tracking: TrackingConfig = TrackingConfig()
 
 
@@ -282,7 +324,7 @@ def validate_tree(tree: dict[str, Any], origin: str) -> Config:
 
 
 # Top-level keys of config/config.yaml that belong to the workflow (Snakemake/DVC), not to a stage.
-PIPELINE_KEYS = frozenset({"tasks", "seeds", "results", "report"})  # keep in sync: pipeline_schema()
+PIPELINE_KEYS = frozenset({"tasks", "seeds", "results"})  # keep in sync: pipeline_schema()
 
 
 def pipeline_schema() -> dict:
@@ -314,7 +356,6 @@ def pipeline_schema() -> dict:
             "default": "data",
             "description": "folder of every run's outputs and the report (data: the one DVC versions)",
         },
-        "report": {"type": "object", "description": "report options (reserved)", "additionalProperties": False},
     }
     schema["required"] = ["tasks", "seeds"]
     return schema

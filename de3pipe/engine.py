@@ -30,7 +30,7 @@ class ExitResult:
 
 
 class EarlyExitEngine:
-    def __init__(self, model: MultiExitModel, eps: float = 1e-8):
+    def __init__(self, model: MultiExitModel, eps: float):
         self.model = model.eval()
         self.eps = eps
 

@@ -1,7 +1,13 @@
-"""Evaluation on the test split with frozen operating points, and GLUE submission files."""
+"""Evaluation on the test split with frozen operating points, and GLUE submission files.
+
+Every frozen point (the named targets, each strategy's dense curve grid, the per-lambda points)
+is applied once to test. Besides the metrics, every point's per-example exits and predictions
+are kept (``points.npz``), so the report can bootstrap over test examples (de3pipe/comparison.py).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -9,30 +15,58 @@ import pandas as pd
 
 from de3pipe.errors import De3Error
 from de3pipe.io import atomic_file
-from de3pipe.metrics import exit_histogram, layer_speedup, task_metrics
+from de3pipe.metrics import exit_histogram, layer_speedup, primary_metric, task_metrics
 from de3pipe.signals import Signals
-from de3pipe.strategies import Strategy, base_and_view, make_strategy, replay
+from de3pipe.strategies import Strategy, lookup, make_strategy, replay_named
 from de3pipe.tasks import GlueTask, get_task
 
-
-def operating_points(thresholds: dict) -> list[tuple[str, str, Strategy, dict]]:
-    """(strategy name, target, strategy object, calibration entry) for every frozen point."""
-    return _points(thresholds["strategies"], thresholds.get("eps", 1e-8))
+POINTS_FILE = "points.npz"
 
 
-def _points(strategies: dict, eps: float) -> list[tuple[str, str, Strategy, dict]]:
-    points = []
-    for name, targets in strategies.items():
-        base = base_and_view(name)[0]
-        for target, entry in targets.items():
-            knobs = dict(entry["knobs"]) | ({"eps": eps} if base == "de3" else {})
-            points.append((name, target, make_strategy(base, **knobs), entry))
-    return points
+@dataclass(frozen=True)
+class FrozenPoint:
+    name: str  # registered strategy name
+    target: str  # "2", "1.35", or "any" (analysis-only)
+    strategy: Strategy
+    entry: dict  # the calibration entry (knobs, validation speed-up and metric, status)
 
 
-def _replay(name: str, strategy: Strategy, signals: Signals) -> tuple[np.ndarray, np.ndarray]:
-    """Replay ``strategy`` on the signals view its name asks for (study variants)."""
-    return replay(strategy, signals.view(base_and_view(name)[1]))
+def frozen_eps(thresholds: dict) -> float:
+    """The eps the thresholds were calibrated with: it travels in thresholds.json and nowhere else."""
+    eps = thresholds.get("eps")
+    if not isinstance(eps, int | float) or not eps > 0:
+        raise De3Error("the thresholds file records no valid eps; re-run `de3pipe calibrate`")
+    return float(eps)
+
+
+def _frozen(strategies: dict, eps: float) -> list[FrozenPoint]:
+    try:
+        return [
+            FrozenPoint(name, target, make_strategy(name, eps, **entry["knobs"]), entry)
+            for name, targets in strategies.items()
+            for target, entry in targets.items()
+        ]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise De3Error(f"the thresholds file is malformed ({type(exc).__name__}: {exc}); re-run `de3pipe calibrate`") from None
+
+
+def operating_points(thresholds: dict) -> list[FrozenPoint]:
+    """Every point frozen for a named target (and the analysis-only points)."""
+    if not isinstance(thresholds.get("strategies"), dict):
+        raise De3Error("the thresholds file has no 'strategies'; re-run `de3pipe calibrate`")
+    return _frozen(thresholds["strategies"], frozen_eps(thresholds))
+
+
+def curve_points(thresholds: dict) -> list[FrozenPoint]:
+    """Each strategy's points over the dense target grid: its calibrated curve."""
+    curves = thresholds.get("curves")
+    if not isinstance(curves, dict):
+        raise De3Error("the thresholds file has no calibrated curves (an older format); re-run `de3pipe calibrate`")
+    try:
+        by_target = {name: {f"{p['target']:g}": p for p in points} for name, points in curves.items()}
+    except (KeyError, TypeError) as exc:
+        raise De3Error(f"the thresholds file's curves are malformed ({exc}); re-run `de3pipe calibrate`") from None
+    return _frozen(by_target, frozen_eps(thresholds))
 
 
 def check_compatible(signals: Signals, thresholds: dict) -> GlueTask:
@@ -45,12 +79,38 @@ def check_compatible(signals: Signals, thresholds: dict) -> GlueTask:
     return get_task(signals.meta["task"])
 
 
-def evaluate(signals: Signals, thresholds: dict) -> tuple[dict, pd.DataFrame]:
-    """Metrics of every strategy x target on a labeled split, and every sample's exit."""
+class _PointStore:
+    """Per-example exits and predictions of every evaluated point, for the bootstrap."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, str, float, float, np.ndarray, np.ndarray]] = []
+
+    def add(self, name: str, kind: str, target: float, lam: float, exit_layer: np.ndarray, prediction: np.ndarray):
+        self.rows.append((name, kind, target, lam, exit_layer, prediction))
+
+    def arrays(self, signals: Signals) -> dict[str, np.ndarray]:
+        names, kinds, targets, lams, exits, predictions = zip(*self.rows, strict=True)
+        return {
+            "strategy": np.array(names),
+            "kind": np.array(kinds),
+            "target": np.array(targets, dtype=np.float64),
+            "lam": np.array(lams, dtype=np.float64),
+            "exit_layer": np.stack(exits).astype(np.int16),
+            "prediction": np.stack(predictions).astype(np.int16),
+            "labels": signals.labels.astype(np.int64),
+            "idx": signals.idx.astype(np.int64),
+            "full_prediction": signals.pred[:, -1].astype(np.int16),
+            "num_layers": np.array(signals.num_layers),
+        }
+
+
+def evaluate(signals: Signals, thresholds: dict) -> tuple[dict, pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """On a labeled split: metrics of every named point (metrics.json), every sample's exit at
+    those points, the calibrated test curves and the per-example arrays of every point."""
     task = check_compatible(signals, thresholds)
     if not signals.has_labels:
         raise De3Error("evaluation needs a labeled split (the test split); submission files use `submit`")
-    n_layers = signals.num_layers
+    n_layers, metric = signals.num_layers, primary_metric(task)
     per_layer = [task_metrics(task, signals.labels, signals.pred[:, m]) for m in range(n_layers)]
     results = {
         "task": task.name,
@@ -61,44 +121,53 @@ def evaluate(signals: Signals, thresholds: dict) -> tuple[dict, pd.DataFrame]:
         "mean_entropy_per_layer": signals.entropy.mean(0).tolist(),
         "strategies": {},
     }
-    exits = []
-    for name, target, strategy, entry in operating_points(thresholds):
-        exit_layer, prediction = _replay(name, strategy, signals)
-        results["strategies"].setdefault(name, {})[target] = {
-            "knobs": entry["knobs"],
-            "calibration_status": entry["status"],
-            "validation_speedup": entry["validation_speedup"],
+    store, exits = _PointStore(), []
+    for point in operating_points(thresholds):
+        exit_layer, prediction = replay_named(point.name, point.strategy, signals)
+        results["strategies"].setdefault(point.name, {})[point.target] = {
+            "knobs": point.entry["knobs"],
+            "calibration_status": point.entry["status"],
+            "validation_speedup": point.entry["validation_speedup"],
             "speedup": layer_speedup(exit_layer, n_layers),
             "exit_histogram": exit_histogram(exit_layer, n_layers),
             **task_metrics(task, signals.labels, prediction),
         }
-        exits.append(
-            pd.DataFrame(
-                {
-                    "idx": signals.idx,
-                    "strategy": name,
-                    "target": target,
-                    "exit_layer": exit_layer,
-                    "prediction": prediction,
-                    "label": signals.labels,
-                }
-            )
-        )
+        target = float("nan") if point.target == "any" else float(point.target)
+        store.add(point.name, "target", target, float("nan"), exit_layer, prediction)
+        exits.append(pd.DataFrame({"idx": signals.idx, "strategy": point.name, "target": point.target,
+                                   "exit_layer": exit_layer, "prediction": prediction, "label": signals.labels}))
+    curve_rows = []
+    for point in curve_points(thresholds):
+        exit_layer, prediction = replay_named(point.name, point.strategy, signals)
+        store.add(point.name, "curve", float(point.target), float("nan"), exit_layer, prediction)
+        curve_rows.append({
+            "strategy": point.name,
+            "target": float(point.target),
+            **point.entry["knobs"],
+            "validation_speedup": point.entry["validation_speedup"],
+            "speedup": layer_speedup(exit_layer, n_layers),
+            **task_metrics(task, signals.labels, prediction),
+        })
+    curves = pd.DataFrame(curve_rows)
+    if len(curves):
+        curves["metric"] = curves[metric]
     if "per_lambda" in thresholds:
-        results["per_lambda"] = _per_lambda(signals, thresholds, task)
-    return results, pd.concat(exits, ignore_index=True)
+        results["per_lambda"] = _per_lambda(signals, thresholds, task, store)
+    return results, pd.concat(exits, ignore_index=True), curves, store.arrays(signals)
 
 
-def _per_lambda(signals: Signals, thresholds: dict, task: GlueTask) -> dict:
+def _per_lambda(signals: Signals, thresholds: dict, task: GlueTask, store: _PointStore) -> dict:
     """Test metric and speed-up of each lambda's own frozen point (lambda sensitivity)."""
     out: dict = {}
+    eps = frozen_eps(thresholds)
     for name, lambdas in thresholds["per_lambda"].items():
         for lam, targets in lambdas.items():
-            for _, target, strategy, entry in _points({name: targets}, thresholds.get("eps", 1e-8)):
-                exit_layer, prediction = _replay(name, strategy, signals)
-                out.setdefault(name, {}).setdefault(lam, {})[target] = {
-                    "knobs": entry["knobs"],
-                    "calibration_status": entry["status"],
+            for point in _frozen({name: targets}, eps):
+                exit_layer, prediction = replay_named(name, point.strategy, signals)
+                store.add(name, "lambda", float(point.target), float(lam), exit_layer, prediction)
+                out.setdefault(name, {}).setdefault(lam, {})[point.target] = {
+                    "knobs": point.entry["knobs"],
+                    "calibration_status": point.entry["status"],
                     "speedup": layer_speedup(exit_layer, signals.num_layers),
                     **task_metrics(task, signals.labels, prediction),
                 }
@@ -109,11 +178,11 @@ def write_submissions(signals: Signals, thresholds: dict, file_name: str, out_di
     """GLUE submission TSVs (``index<TAB>prediction``) for every strategy x target."""
     task = check_compatible(signals, thresholds)
     written = []
-    for name, target, strategy, _ in operating_points(thresholds):
-        if strategy.needs_labels:
-            continue  # the oracle needs labels the official test set does not have
-        _, prediction = _replay(name, strategy, signals)
-        path = out_dir / f"{name}_{target}" / file_name
+    for point in operating_points(thresholds):
+        if lookup(point.name).analysis_only:
+            continue  # analysis-only (the oracle): needs labels the official test set does not have
+        _, prediction = replay_named(point.name, point.strategy, signals)
+        path = out_dir / f"{point.name}_{point.target}" / file_name
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path) as handle:
             handle.write("index\tprediction\n")

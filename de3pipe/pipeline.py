@@ -87,6 +87,7 @@ STAGES: dict[str, Stage] = {
                 "metrics": f"{RUN}/evaluation/metrics.json",
                 "curves": f"{RUN}/evaluation/test_curves.csv",
                 "exits": f"{RUN}/evaluation/exits.parquet",
+                "points": f"{RUN}/evaluation/points.npz",
                 "submission": f"{RUN}/evaluation/submission/",
             },
             args=(
@@ -99,14 +100,18 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "report",
-            inputs={"evaluations": f"{RUN}/evaluation/metrics.json", "curves": f"{RUN}/evaluation/test_curves.csv"},
+            inputs={
+                "evaluations": f"{RUN}/evaluation/metrics.json",
+                "curves": f"{RUN}/evaluation/test_curves.csv",
+                "points": f"{RUN}/evaluation/points.npz",
+            },
             outputs={
                 "table": "{results}/report/report.md",
                 "summary": "{results}/report/summary.json",
                 "plots": "{results}/report/plots/",
             },
             args="--out {results}/report {input.evaluations}",
-            params=(),
+            params=("report",),
             metrics=("summary",),
             per_task=False,
         ),

@@ -9,9 +9,9 @@ import numpy as np
 from de3pipe.batching import collate, encode_texts
 from de3pipe.engine import EarlyExitEngine
 from de3pipe.errors import De3Error
-from de3pipe.evaluation import operating_points
+from de3pipe.evaluation import frozen_eps, operating_points
 from de3pipe.io import read_json
-from de3pipe.strategies import base_and_view
+from de3pipe.strategies import lookup
 from de3pipe.modeling import load_checkpoint
 from de3pipe.tasks import get_task
 
@@ -34,16 +34,17 @@ def predict_texts(
     frozen = read_json(thresholds_path, what="thresholds file")
     if frozen.get("task") != model.config.task:
         raise De3Error(f"{thresholds_path} was calibrated for {frozen.get('task')}, the model is {model.config.task}")
-    points = {(name, t): strategy for name, t, strategy, _ in operating_points(frozen)}
+    points = {(p.name, p.target): p.strategy for p in operating_points(frozen)}
     key = (strategy_name, f"{float(target):g}" if target != "any" else target)
     if key not in points:
-        available = ", ".join(f"{n}@{t}" for n, t in points if n != "oracle")
+        available = ", ".join(f"{n}@{t}" for n, t in points if lookup(n).servable)
         raise De3Error(f"no calibrated point {strategy_name}@{target}x in {thresholds_path}; available: {available}")
-    strategy = points[key]
-    if base_and_view(strategy_name)[1] is not None:
+    entry = lookup(strategy_name)
+    if entry.is_variant:
         raise De3Error(f"{strategy_name} is a study analysis replayed on stored signals; classify with de3 or entropy")
-    if strategy.needs_labels:
-        raise De3Error("the oracle strategy needs gold labels and cannot classify new texts")
+    if entry.analysis_only:
+        raise De3Error(f"the {strategy_name} strategy needs gold labels and cannot classify new texts")
+    strategy = points[key]
     pair = get_task(model.config.task).is_pair
     text_a, text_b = [], []
     for line in lines:
@@ -53,7 +54,7 @@ def predict_texts(
         text_a.append(parts[0] if pair else line)
         text_b.append(parts[1] if pair else None)
     features = encode_texts(tokenizer, text_a, text_b if pair else None, model.config.max_length)
-    engine = EarlyExitEngine(model)
+    engine = EarlyExitEngine(model, frozen_eps(frozen))
     rows = []
     for start in range(0, len(features), batch_size):
         chunk = features[start : start + batch_size]

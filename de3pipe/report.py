@@ -1,9 +1,9 @@
-"""The cross-task report: the paper-style main table and metric/speed-up plots.
+"""The cross-task report: tables, findings and plots, rendered from the statistics of
+``comparison.py`` (which computes every number; this module only formats and draws).
 
-Input: the ``metrics.json`` of every evaluation (any tasks, any seeds) and the
-``test_curves.csv`` beside each. Output: ``report.md`` (strategy x target x task, mean and
-95% confidence interval over seeds, with the achieved test speed-up), ``summary.json`` (the
-same numbers, machine-readable) and one PNG per task.
+Input: the ``metrics.json`` of every evaluation (any tasks, any seeds), with the
+``points.npz`` and ``test_curves.csv`` beside each. Output: ``report.md``, ``summary.json``
+(the same numbers, machine-readable) and one PNG per task.
 """
 
 from __future__ import annotations
@@ -15,51 +15,39 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from de3pipe.comparison import Estimate, RunPoints, TaskComparison, compare_task, correct_differences
+from de3pipe.config import Config, ReportConfig
 from de3pipe.errors import De3Error
+from de3pipe.evaluation import POINTS_FILE
 from de3pipe.io import atomic_dir, atomic_file, read_json, write_json
+from de3pipe.strategies import registry
 from de3pipe.tasks import get_task
 
-STRATEGY_ORDER = (
-    "de3", "entropy", "maxprob", "patience", "pcee", "distance", "static", "oracle",
-    "de3_nodar", "control_entropy", "control_maxprob",  # the study's variants (config/study.yaml)
-)
-SECONDARY = {"de3": "lam", "pcee": "t", "de3_nodar": "lam"}
-CONTROLS = ("control_entropy", "control_maxprob")
-# Paired comparisons of the study (same seed, task and target): de3 against each of these.
-COMPARISONS = {
-    "entropy": ("entropy",),
-    "best control head": CONTROLS,
-    "no DAR": ("de3_nodar",),
-    "distance alone": ("distance",),
-}
-AUC_MAX_SPEEDUP = 3.0  # the area is taken over layer speed-ups 1x..3x (or less where a strategy stops)
+CONTROL = "control_entropy"  # the control the findings quote: the control head exited on by entropy
 
 
-def frontier_area(speedup: np.ndarray, metric: np.ndarray, upper: float) -> float:
-    """Mean metric over layer speed-ups [1, upper] along a strategy's test curve: at each speed-up
-    s the best metric any of its knob settings reaches at speed-up >= s (its Pareto frontier), so
-    strategies with a second knob (lambda, t) are not penalised for their weaker settings."""
-    grid = np.linspace(1.0, upper, 201)
-    order = np.argsort(-speedup)
-    best_at_or_above = np.maximum.accumulate(metric[order])  # over points sorted by falling speed-up
-    # the first point (in falling order) whose speed-up is still >= s is the last one with index < count
-    count = np.searchsorted(-speedup[order], -grid, side="right")
-    if (count == 0).any():
-        raise ValueError(f"the curve stops at {speedup.max():.2f}x, below {upper:.2f}x")
-    values = best_at_or_above[count - 1]
-    return float(np.sum((values[1:] + values[:-1]) / 2 * np.diff(grid)) / (upper - 1.0))
+def display_order() -> list[str]:
+    """Strategies in registry order, analysis-only ones left out (they are not compared)."""
+    return [name for name, entry in registry().items() if not entry.analysis_only]
 
 
-def _curve_range(run: dict) -> tuple[list[str], float]:
-    """The strategies on a run's test curves and the speed-up range all of them reach (<= 3x)."""
-    curves = run["_curves"]
-    names = [n for n in STRATEGY_ORDER if n != "oracle" and (curves["strategy"] == n).any()]
-    upper = min([AUC_MAX_SPEEDUP] + [curves.loc[curves["strategy"] == n, "speedup"].max() for n in names])
-    return names, float(upper)
+def collect(metrics_files: list[Path]) -> list[dict]:
+    runs = []
+    for path in metrics_files:
+        results = read_json(path, what="evaluation metrics")
+        curves_file = path.parent / "test_curves.csv"
+        results["_curves"] = pd.read_csv(curves_file) if curves_file.is_file() else None
+        results["_points"] = path.parent / POINTS_FILE
+        results["_dir"] = path.parent.parent  # the run folder: <results>/<task>/seed<seed>/
+        runs.append(results)
+    if not runs:
+        raise De3Error("the report needs at least one evaluation metrics.json")
+    return runs
 
 
 def mean_ci(values: list[float]) -> tuple[float, float | None]:
-    """Mean and half-width of the 95% t-interval (None with a single seed)."""
+    """Mean and half-width of the 95% t-interval over seeds, for quantities without test sampling
+    (overhead, validation metrics); None with a single seed."""
     from scipy import stats
 
     arr = np.asarray(values, dtype=float)
@@ -69,114 +57,57 @@ def mean_ci(values: list[float]) -> tuple[float, float | None]:
     return float(arr.mean()), float(half)
 
 
-def _fmt(mean: float, half: float | None, scale: float = 100.0) -> str:
-    return f"{mean * scale:.1f}" + (f" ± {half * scale:.1f}" if half is not None else "")
-
-
-def collect(metrics_files: list[Path]) -> list[dict]:
-    runs = []
-    for path in metrics_files:
-        results = read_json(path, what="evaluation metrics")
-        curves_file = path.parent / "test_curves.csv"
-        results["_curves"] = pd.read_csv(curves_file) if curves_file.is_file() else None
-        results["_dir"] = path.parent.parent  # the run folder: <results>/<task>/seed<seed>/
-        runs.append(results)
-    if not runs:
-        raise De3Error("the report needs at least one evaluation metrics.json")
-    return runs
-
-
-def _curve_points(run: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
-    curve = run["_curves"][run["_curves"]["strategy"] == name]
-    return curve["speedup"].to_numpy(float), curve["metric"].to_numpy(float)
-
-
-def summarise(runs: list[dict]) -> dict:
+def summarise(runs: list[dict], cfg: ReportConfig) -> tuple[dict, list[TaskComparison]]:
     by_task: dict[str, list[dict]] = defaultdict(list)
     for run in runs:
         by_task[run["task"]].append(run)
-    summary: dict = {"tasks": {}, "seeds": sorted({run.get("seed") for run in runs})}
+    comparisons = []
     for task, task_runs in sorted(by_task.items()):
+        task_runs.sort(key=lambda r: r.get("seed") or 0)
         metric = next(iter(task_runs[0]["full_model"]))
-        entry: dict = {"metric": metric, "seeds": len(task_runs)}
-        entry["full_model"] = mean_ci([r["full_model"][metric] for r in task_runs])
-        strategies: dict = {}
-        for name in STRATEGY_ORDER:
-            targets = task_runs[0]["strategies"].get(name)
-            if not targets:
-                continue
-            strategies[name] = {}
-            for target in targets:
-                points = [r["strategies"][name][target] for r in task_runs]
-                strategies[name][target] = {
-                    "metric": mean_ci([p[metric] for p in points]),
-                    "speedup": mean_ci([p["speedup"] for p in points]),
-                    "unreachable": any(p["calibration_status"] != "ok" for p in points),
-                }
-        entry["strategies"] = strategies
-        entry["calibration_error"] = {  # achieved test speed-up against the target, relative
-            name: {t: mean_ci([r["strategies"][name][t]["speedup"] / float(t) - 1 for r in task_runs]) for t in targets}
-            for name, targets in strategies.items() if name != "oracle"
-        }
-        with_curves = [r for r in task_runs if r["_curves"] is not None]
-        per_run_areas: list[dict[str, float]] = []
-        if with_curves:
-            ranges = [_curve_range(r) for r in with_curves]
-            names = [n for n in ranges[0][0] if all(n in found for found, _ in ranges)]
-            upper = min(u for _, u in ranges)  # one range for every strategy and seed of the task
-            if upper > 1.0:
-                per_run_areas = [{n: frontier_area(*_curve_points(r, n), upper) for n in names} for r in with_curves]
-                entry["curve_area"] = {
-                    "speedup_range": [1.0, upper],
-                    "strategies": {name: mean_ci([a[name] for a in per_run_areas]) for name in names},
-                }
-        entry["paired"] = _paired_differences(task_runs, metric, per_run_areas)
-        entry |= _study_sections(task_runs, metric)
-        summary["tasks"][task] = entry
-    return summary
+        points = [RunPoints.load(r["_points"], r.get("seed")) for r in task_runs]
+        comparison = compare_task(task, metric, points, cfg)
+        for name, targets in comparison.targets.items():
+            for target, entry in targets.items():
+                entry["unreachable"] = any(r["strategies"][name][target]["calibration_status"] != "ok" for r in task_runs)
+        comparisons.append(comparison)
+    family = correct_differences(comparisons, cfg)
+    summary: dict = {
+        "seeds": sorted({run.get("seed") for run in runs}),
+        "protocol": {
+            "bootstrap_samples": cfg.bootstrap_samples,
+            "confidence": cfg.confidence,
+            "correction": cfg.correction,
+            "alpha": cfg.alpha,
+            "tests_in_family": family,
+            "matched_speedups": cfg.matched_speedups,
+        },
+        "tasks": {},
+    }
+    for comparison in comparisons:
+        task_runs = by_task[comparison.task]
+        entry = _as_dict(comparison)
+        entry |= _study_sections(task_runs, comparison.metric)
+        summary["tasks"][comparison.task] = entry
+    return summary, comparisons
 
 
-def _paired_differences(task_runs: list[dict], metric: str, per_run_areas: list[dict]) -> dict:
-    """de3 minus each comparison (the best of a group), seed by seed: at every target and for the
-    curve area. Mean and 95% CI of the differences: a CI that excludes 0 is a difference the
-    seeds agree on."""
-    out: dict = {}
-    if "de3" not in task_runs[0]["strategies"]:
-        return out
-    targets = [t for t in task_runs[0]["strategies"]["de3"] if t != "any"]
-    for label, group in COMPARISONS.items():
-        if not all(g in task_runs[0]["strategies"] for g in group):
-            continue
-        entry = {
-            target: mean_ci([
-                r["strategies"]["de3"][target][metric] - max(r["strategies"][g][target][metric] for g in group)
-                for r in task_runs
-            ])
-            for target in targets
-        }
-        if per_run_areas and all("de3" in a and all(g in a for g in group) for a in per_run_areas):
-            entry["area"] = mean_ci([a["de3"] - max(a[g] for g in group) for a in per_run_areas])
-        out[label] = entry
-    return out
+def _as_dict(value):
+    """The comparison as plain JSON (Estimates as dicts)."""
+    if isinstance(value, Estimate):
+        return value.as_dict()
+    if isinstance(value, TaskComparison):
+        return {k: _as_dict(v) for k, v in value.__dict__.items()}
+    if isinstance(value, dict):
+        return {k: _as_dict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_dict(v) for v in value]
+    return value
 
 
 def _study_sections(task_runs: list[dict], metric: str) -> dict:
-    """Lambda sensitivity, overhead and the per-layer head comparison, where the runs have them."""
+    """Overhead and the per-layer head comparison, where the runs have them (over seeds)."""
     out: dict = {}
-    if all("per_lambda" in r for r in task_runs):
-        out["per_lambda"] = {
-            name: {
-                lam: {
-                    target: {
-                        "metric": mean_ci([r["per_lambda"][name][lam][target][metric] for r in task_runs]),
-                        "speedup": mean_ci([r["per_lambda"][name][lam][target]["speedup"] for r in task_runs]),
-                    }
-                    for target in targets
-                }
-                for lam, targets in lambdas.items()
-            }
-            for name, lambdas in task_runs[0]["per_lambda"].items()
-        }
     if all("overhead" in r for r in task_runs):
         overheads = [r["overhead"] for r in task_runs]
         out["overhead"] = {
@@ -187,7 +118,6 @@ def _study_sections(task_runs: list[dict], metric: str) -> dict:
             "extra_flops_share_of_layer": mean_ci([o["extra_flops_share_of_layer"] for o in overheads]),
             "extra_flops_per_sample": overheads[0]["flops_per_sample"]["de3_signal"]
             - overheads[0]["flops_per_sample"]["entropy_signal"],
-            "layer_flops_per_sample": mean_ci([o["flops_per_sample"]["layer"] for o in overheads]),
             **{f"percent_of_layer.{k}": mean_ci([o["percent_of_layer"][k] for o in overheads])
                for k in ("classifier", "entropy_signal", "de3_signal", "de3_extra")},
         }
@@ -216,199 +146,283 @@ def _validation_heads(run_dir: Path, metric: str) -> dict | None:
     }
 
 
-def markdown(summary: dict) -> str:
-    tasks = list(summary["tasks"])
-    targets = sorted(
-        {t for e in summary["tasks"].values() for s in e["strategies"].values() for t in s if t != "any"}, key=float
-    )
-    lines = [
-        "# de3pipe report",
-        "",
-        f"Seeds: {', '.join(str(s) for s in summary['seeds'])}. Each cell: test metric (×100, mean ± 95% CI over "
-        "seeds) and, in brackets, the achieved test layer speed-up. Thresholds were frozen on the validation "
-        "split for the target speed-up; † marks a target the strategy cannot reach (the nearest point is used).",
-        "",
-        "Metrics: " + ", ".join(f"{t}: {summary['tasks'][t]['metric']}" for t in tasks) + ".",
-        "",
-        *(["Setup (training caps included):", "", *(f"- {k}: {v}" for k, v in summary["setup"].items()), ""]
-          if summary.get("setup") else []),
-    ]
-    rows = [["full model", "1×", *(_fmt(*summary["tasks"][t]["full_model"]) for t in tasks)]]
-    for target in targets:
-        for name in STRATEGY_ORDER:
-            cells = [_cell(summary["tasks"][t]["strategies"].get(name, {}).get(target)) for t in tasks]
-            if any(c != "–" for c in cells):
-                rows.append([name, f"{target}×", *cells])
-    oracle = [summary["tasks"][t]["strategies"].get("oracle", {}).get("any") for t in tasks]
-    if any(oracle):
-        rows.append(["oracle (analysis)", "–", *(_cell(p) for p in oracle)])
-    lines += _table(["strategy", "target", *tasks], rows)
-    areas = {t: summary["tasks"][t].get("curve_area") for t in tasks}
-    if any(areas.values()):
-        ranges = ", ".join(f"{t}: 1–{a['speedup_range'][1]:.2f}×" for t, a in areas.items() if a)
-        rows = []
-        for name in STRATEGY_ORDER:
-            cells = [_fmt(*a["strategies"][name]) if a and name in a["strategies"] else "–" for a in areas.values()]
-            if any(c != "–" for c in cells):
-                rows.append([name, *cells])
-        lines += [
-            "",
-            "## Area under the metric/speed-up curve",
-            "",
-            "Mean test metric (×100, mean ± 95% CI over seeds) along each strategy's best curve (its Pareto "
-            f"frontier over all knob settings) over the same speed-up range for every strategy of a task ({ranges}).",
-            "",
-            *_table(["strategy", *tasks], rows),
-        ]
-    rows = []
-    for target in targets:
-        for name in STRATEGY_ORDER:
-            cells = [summary["tasks"][t].get("calibration_error", {}).get(name, {}).get(target) for t in tasks]
-            if any(cells):
-                rows.append([name, f"{target}×", *(_fmt(*c) if c else "–" for c in cells)])
-    lines += [
-        "",
-        "## Calibration quality",
-        "",
-        "Achieved test speed-up against the target the thresholds were frozen for on validation: relative "
-        "error in % (mean ± 95% CI over seeds; negative = slower than promised).",
-        "",
-        *_table(["strategy", "target", *tasks], rows),
-    ]
-    lines += _study_markdown(summary, tasks, targets)
-    lines += ["", "Plots of metric against speed-up (test split, one curve per strategy): `plots/<task>.png`.", ""]
-    return "\n".join(lines)
+# ---- formatting ----
+
+def _interval(e: dict | None, signed: bool = False, scale: float = 100.0) -> str:
+    """value [low, high] (×scale); '–' where there is no value."""
+    if not e:
+        return "–"
+    f = "{:+.1f}" if signed else "{:.1f}"
+    return f"{f.format(e['value'] * scale)} [{f.format(e['low'] * scale)}, {f.format(e['high'] * scale)}]"
+
+
+def _difference(e: dict | None) -> str:
+    if not e:
+        return "–"
+    if e.get("identical"):
+        return "0 (identical exits)"
+    text = _interval(e, signed=True)
+    return f"**{text}** ✱" if e.get("significant") else text
+
+
+def _mean_t(value: tuple[float, float | None], scale: float = 100.0) -> str:
+    mean, half = value
+    return f"{mean * scale:.1f}" + (f" ± {half * scale:.1f}" if half else "")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
-def _signed(value: tuple[float, float | None] | None, scale: float = 100.0) -> str:
-    if value is None:
-        return "–"
-    mean, half = value
-    text = f"{mean * scale:+.1f}" + (f" ± {half * scale:.1f}" if half is not None else "")
-    return f"**{text}**" if half is not None and abs(mean) > half else text  # bold: the CI excludes 0
+def _task_headers(summary: dict) -> list[str]:
+    return [t if e["gate"]["learned"] else f"{t} (not learned)" for t, e in summary["tasks"].items()]
 
 
-def _study_markdown(summary: dict, tasks: list[str], targets: list[str]) -> list[str]:
-    """The study's sections, each only where the runs recorded what it needs."""
+def markdown(summary: dict) -> str:
+    tasks = list(summary["tasks"])
     entries = [summary["tasks"][t] for t in tasks]
+    protocol = summary["protocol"]
+    level = f"{protocol['confidence'] * 100:g}%"
+    lines = [
+        "# de3pipe report",
+        "",
+        f"Seeds: {', '.join(str(s) for s in summary['seeds'])}. Every knob (τ, λ, t, k) was chosen on the validation "
+        "split and applied once to test. A strategy's **calibrated test curve** is made of its points frozen on "
+        "validation for a dense grid of target speed-ups, plus the full model at 1×; strategies are compared at "
+        "equal *achieved* test layer speed-up, each curve sorted by speed-up and linearly interpolated. Cells give "
+        f"the test metric ×100 and its {level} interval from a paired bootstrap ({protocol['bootstrap_samples']} "
+        "replicates, each resampling the test examples — the same draw for every strategy and seed — and the seeds).",
+        "",
+        "Metrics: " + ", ".join(f"{t}: {summary['tasks'][t]['metric']}" for t in tasks) + ".",
+        "",
+        *(["Setup:", "", *(f"- {k}: {v}" for k, v in summary["setup"].items()), ""] if summary.get("setup") else []),
+        "## Did each task learn?",
+        "",
+        "The full model against the best constant prediction on the same test examples (majority-class accuracy, "
+        f"all-positive F1, MCC 0), {level} bootstrap intervals. A task whose difference's interval does not lie above 0 "
+        "is **not learned**: it is shown, but left out of the tests of differences and of the findings.",
+        "",
+    ]
+    rows = []
+    for task, e in zip(tasks, entries, strict=True):
+        gate = e["gate"]
+        rows.append([task, e["metric"], _interval(gate["full_model"]), f"{_interval(gate['trivial'])} ({gate['trivial_predictor']})",
+                     _interval(gate["difference"], signed=True), "learned" if gate["learned"] else "**not learned**"])
+    lines += _table(["task", "metric", "full model", "trivial predictor", "difference", "verdict"], rows)
+    headers = _task_headers(summary)
+    speedups = [f"{s:g}" for s in protocol["matched_speedups"]]
+    rows = [["full model", "1×", *(_interval(e["gate"]["full_model"]) for e in entries)]]
+    for s in speedups:
+        for name in display_order():
+            cells = [_interval(e["matched"].get(name, {}).get(s)) for e in entries]
+            if any(name in e["matched"] for e in entries):
+                rows.append([name, f"{s}×", *cells])
+    lines += [
+        "", "## Metric at matched speed-ups (main table)", "",
+        f"Test metric (×100) of each calibrated curve at the same achieved layer speed-up; – where a strategy's curve "
+        "does not reach that speed-up in every seed.", "",
+        *_table(["strategy", "speed-up", *headers], rows),
+    ]
+    lines += _differences_markdown(summary, tasks, entries, headers, speedups)
+    lines += _area_markdown(entries, tasks, headers)
+    lines += _target_markdown(summary, entries, headers)
+    lines += _calibration_markdown(entries, headers)
+    lines += _study_markdown(entries, tasks, headers)
+    if summary.get("findings"):
+        lines += ["", "## Findings (generated from the numbers above)", "", *(f"- {f}" for f in summary["findings"])]
+    lines += ["", "Plots of each strategy's calibrated test curve: `plots/<task>.png`.", ""]
+    return "\n".join(lines)
+
+
+def _differences_markdown(summary, tasks, entries, headers, speedups) -> list[str]:
+    comparisons = list(dict.fromkeys(c for e in entries for c in e["differences"]))
+    if not comparisons:
+        return []
+    protocol = summary["protocol"]
+    correction = {"holm": "Holm's step-down correction", "bonferroni": "a Bonferroni correction", "none": "no correction"}
+    rows = []
+    for other in comparisons:
+        for key in [*speedups, "area"]:
+            cells = []
+            for e in entries:
+                value = e["differences"].get(other, {}).get(key)
+                cells.append(_difference(value) if e["gate"]["learned"] or not value else f"({_interval(value, signed=True)})")
+            if any(c != "–" for c in cells):
+                rows.append([f"de3 − {other}", "curve area" if key == "area" else f"{key}×", *cells])
+    return [
+        "", "## de3 against each comparison", "",
+        "de3's test metric minus the other's (×100), paired per seed and bootstrap replicate, at each matched speed-up "
+        "and over the curve area below. **Bold** with ✱: significant at family-wise level "
+        f"{protocol['alpha']:g} after {correction[protocol['correction']]} over the {protocol['tests_in_family']} "
+        "differences of this table in learned tasks (two-sided p-values from the bootstrap standard error). "
+        "Differences in brackets belong to tasks that did not learn and are not tested.", "",
+        *_table(["comparison", "at", *headers], rows),
+    ]
+
+
+def _area_markdown(entries, tasks, headers) -> list[str]:
+    if not any(e["area"] for e in entries):
+        return []
+    ranges = ", ".join(f"{t}: 1–{e['area']['range'][1]:.2f}×" for t, e in zip(tasks, entries, strict=True) if e["area"])
+    rows = []
+    for name in display_order():
+        cells = [_interval(e["area"]["strategies"].get(name)) if e["area"] else "–" for e in entries]
+        if any(c != "–" for c in cells):
+            rows.append([name, *cells])
+    return [
+        "", "## Area under the calibrated curve", "",
+        "Mean test metric (×100) along each calibrated curve (linear interpolation between its points sorted by "
+        f"achieved speed-up, trapezoids on a 201-point grid), over one range per task that every curve reaches ({ranges}).",
+        "", *_table(["strategy", *headers], rows),
+    ]
+
+
+def _target_markdown(summary, entries, headers) -> list[str]:
+    targets = sorted({t for e in entries for s in e["targets"].values() for t in s if t != "any"}, key=float)
+    rows = []
+    for target in targets:
+        for name in display_order():
+            cells = [_target_cell(e["targets"].get(name, {}).get(target), e) for e in entries]
+            if any(c != "–" for c in cells):
+                rows.append([name, f"{target}×", *cells])
+    for name in (n for n, r in registry().items() if r.analysis_only):
+        points = [e["targets"].get(name, {}).get("any") for e in entries]
+        if any(points):
+            rows.append([f"{name} (analysis)", "–", *(_target_cell(p, {}) for p in points)])
+    tolerance = f"{summary['protocol'].get('target_tolerance', 0.05) * 100:g}%"
+    return [
+        "", "## At the nominal targets (secondary view)", "",
+        "Each strategy's point frozen on validation for a target speed-up: test metric (×100, interval) and, in "
+        f"brackets, the achieved test speed-up. ‡: achieved more than {tolerance} away from the target (either "
+        "direction), so this row does not compare strategies at equal speed; †: the target is unreachable on "
+        "validation (the fastest point is used). The matched-speed-up tables above are the comparison.", "",
+        *_table(["strategy", "target", *headers], rows),
+    ]
+
+
+def _target_cell(point: dict | None, entry: dict) -> str:  # noqa: ARG001
+    if not point:
+        return "–"
+    marks = ("‡" if point.get("off_target") else "") + ("†" if point.get("unreachable") else "")
+    return f"{_interval(point['metric'])} ({point['speedup']['value']:.2f}×){' ' + marks if marks else ''}"
+
+
+def _calibration_markdown(entries, headers) -> list[str]:
+    rows = []
+    for name in display_order():
+        per_target = [e["calibration_error"].get(name, {}) for e in entries]
+        if not any(per_target):
+            continue
+        for target in sorted({t for p in per_target for t in p}, key=float):
+            rows.append([name, f"{target}×", *(_interval(p.get(target), signed=True) for p in per_target)])
+        rows.append([name, "mean abs.", *(f"{np.mean([abs(v['value']) for v in p.values()]) * 100:.1f}" if p else "–"
+                                          for p in per_target)])
+    return [
+        "", "## Calibration error per task", "",
+        "Achieved test speed-up of the point frozen for a target, relative to the target, in % (interval); negative: "
+        "slower than promised. \"mean abs.\": the mean absolute error over the targets.", "",
+        *_table(["strategy", "target", *headers], rows),
+    ]
+
+
+def _study_markdown(entries, tasks, headers) -> list[str]:
+    """The study's sections, each only where the runs recorded what it needs."""
     lines: list[str] = []
-    if any(e.get("paired") for e in entries):
-        lines += [
-            "", "## de3 against each comparison, seed by seed",
-            "",
-            "de3's test metric minus the other's (×100) at each target, and of the curve areas above; mean ± 95% CI "
-            "over the paired seeds, **bold** where the interval excludes 0. \"best control head\" is the better of "
-            "entropy and max-probability exits on the control softmax heads, per seed; \"no DAR\" is de3 with the "
-            "class means of the untrained identity map as prototypes.",
-            "",
-        ]
-        labels = [lab for lab in COMPARISONS if any(lab in e.get("paired", {}) for e in entries)]
-        rows = []
-        for label in labels:
-            for key in [*targets, "area"]:
-                cells = [_signed(e.get("paired", {}).get(label, {}).get(key)) for e in entries]
-                rows.append([f"de3 − {label}", "curve area" if key == "area" else f"{key}×", *cells])
-        lines += _table(["comparison", "at", *tasks], rows)
-    with_lambda = [e for e in entries if e.get("per_lambda", {}).get("de3")]
+    with_lambda = [e for e in entries if e.get("per_lambda")]
     if with_lambda:
+        targets = sorted({t for e in with_lambda for lam in e["per_lambda"].values() for t in lam}, key=float)
         target = "2" if "2" in targets else targets[len(targets) // 2]
-        lambdas = list(with_lambda[0]["per_lambda"]["de3"])
-        rows = [["0 (entropy)", *(_cell(e["strategies"].get("entropy", {}).get(target)) for e in entries)]]
+        lambdas = sorted({lam for e in with_lambda for lam in e["per_lambda"]}, key=float)
+        rows = []
         for lam in lambdas:
-            rows.append([lam, *(_cell(e.get("per_lambda", {}).get("de3", {}).get(lam, {}).get(target)) for e in entries)])
+            cells = []
+            for e in entries:
+                point = e.get("per_lambda", {}).get(lam, {}).get(target)
+                cells.append(f"{_interval(point['metric'])} ({point['speedup']['value']:.2f}×)" if point else "–")
+            rows.append([lam + (" (entropy)" if float(lam) == 0 else ""), *cells])
         lines += [
             "", f"## λ sensitivity at {target}×", "",
-            f"de3's test metric (×100, mean ± 95% CI) with λ fixed and only τ frozen on validation for {target}×; "
-            "achieved test speed-up in brackets. λ = 0 is entropy alone (EDR = E).", "",
-            *_table(["λ", *tasks], rows),
+            f"de3's test metric (×100, interval) with λ fixed and only τ frozen on validation for {target}×; achieved "
+            "test speed-up in brackets. λ = 0 is entropy alone (EDR = E).", "",
+            *_table(["λ", *headers], rows),
         ]
     if any(e.get("overhead") for e in entries):
         rows = []
         for task, e in zip(tasks, entries, strict=True):
             o = e.get("overhead")
-            if not o:
-                continue
-            rows.append([
-                task,
-                f"{o['extra_parameters']:,} ({o['extra_bytes'] / 2**20:.2f} MiB, {_fmt(*o['extra_parameter_share'])}%)",
-                f"{o['extra_flops_per_sample'] / 1e6:.2f} M ({_fmt(*o['extra_flops_share_of_layer'], scale=100)}%)",
-                _fmt(*o["percent_of_layer.entropy_signal"], scale=1),
-                _fmt(*o["percent_of_layer.de3_signal"], scale=1),
-                _fmt(*o["percent_of_layer.de3_extra"], scale=1),
-            ])
+            if o:
+                rows.append([
+                    task,
+                    f"{o['extra_parameters']:,} ({o['extra_bytes'] / 2**20:.2f} MiB, {_mean_t(o['extra_parameter_share'])}%)",
+                    f"{o['extra_flops_per_sample'] / 1e6:.2f} M ({_mean_t(o['extra_flops_share_of_layer'])}%)",
+                    _mean_t(o["percent_of_layer.entropy_signal"], 1),
+                    _mean_t(o["percent_of_layer.de3_signal"], 1),
+                    _mean_t(o["percent_of_layer.de3_extra"], 1),
+                ])
         lines += [
             "", "## Overhead of the distance signal", "",
             "Extra storage of the prototypical networks (maps and prototypes; % of the model's parameters); extra "
             "FLOPs per sample and exit check over entropy's (% of one transformer layer's FLOPs on the same batch); "
             "measured time of one exit check (internal classifier + signal) in % of one layer's time, batch 32 of "
-            "test inputs at a middle layer (de3pipe/overhead.py; mean ± 95% CI over seeds).", "",
+            "test inputs at a middle layer (de3pipe/overhead.py; mean ± 95% t-interval over seeds).", "",
             *_table(["task", "extra parameters", "extra FLOPs / check", "entropy check % layer",
                      "de3 check % layer", "de3 extra % layer"], rows),
         ]
     heads = {t: e["validation_heads"] for t, e in zip(tasks, entries, strict=True) if e.get("validation_heads")}
     if heads:
-        rows = []
-        for task, kinds in heads.items():
-            for kind, values in kinds.items():
-                rows.append([task, kind, *(_fmt(*v) for v in values)])
+        rows = [[task, kind, *(_mean_t(v) for v in values)] for task, kinds in heads.items() for kind, values in kinds.items()]
         n_exits = max(len(v) for kinds in heads.values() for v in kinds.values())
         lines += [
             "", "## Exit heads per layer (validation)", "",
-            "Validation metric (×100, mean ± 95% CI) of each layer's internal classifier (stage 1), the control "
-            "softmax head and the nearest prototype (stage 2, same frozen features). A control head better than "
-            "the internal classifier is a gain any exit rule gets from a second trained head, not from distances.", "",
+            "Validation metric (×100, mean ± 95% t-interval over seeds) of each layer's internal classifier (stage 1), "
+            "the control softmax head and the nearest prototype (stage 2, same frozen features). A control head better "
+            "than the internal classifier is a gain any exit rule gets from a second trained head, not from distances.", "",
             *_table(["task", "head", *(f"layer {m + 1}" for m in range(n_exits))], rows),
         ]
-    if summary.get("findings"):
-        lines += ["", "## Findings (generated from the numbers above)", "", *(f"- {f}" for f in summary["findings"])]
-    if summary.get("figures"):
-        lines += ["", "## Prototype space", "", *(f"![{name}]({path})" for name, path in summary["figures"].items())]
     return lines
 
 
-def _cell(point: dict | None) -> str:
-    """Metric (mean ± CI) and achieved speed-up of a frozen point; † where its target was unreachable."""
-    if not point:
-        return "–"
-    mark = " †" if point.get("unreachable") else ""
-    return f"{_fmt(*point['metric'])} ({point['speedup'][0]:.2f}×){mark}"
+# ---- findings ----
+
+def _said(e: dict) -> str:
+    text = _interval(e, signed=True)
+    if e.get("identical"):
+        return "0 (identical exits)"
+    verdict = "significant" if e.get("significant") else "not significant"
+    return f"{text} ({verdict}, adjusted p = {e['p_adjusted']:.2g})"
 
 
 def findings(summary: dict) -> list[str]:
-    """Plain statements of where de3 wins and where it does not, from the paired differences."""
-    tasks = list(summary["tasks"])
+    """Plain statements from the corrected numbers, for learned tasks only."""
     out = []
-    for label in COMPARISONS:
-        per_key: dict[str, list[tuple[str, tuple]]] = defaultdict(list)
-        for task in tasks:
-            for key, value in summary["tasks"][task].get("paired", {}).get(label, {}).items():
-                per_key[key].append((task, value))
-        for key, values in per_key.items():
-            wins = [t for t, (m, h) in values if h is not None and m > h]
-            losses = [t for t, (m, h) in values if h is not None and -m > h]
-            ahead = [t for t, (m, _) in values if m > 0]
-            where = "over the curve area" if key == "area" else f"at {key}×"
-            mean = np.mean([m for _, (m, _) in values]) * 100
-            out.append(
-                f"de3 − {label} {where}: ahead on {len(ahead)} of {len(values)} tasks (mean {mean:+.1f} points); "
-                f"the seeds agree on a gain for {', '.join(wins) or 'none'} and on a loss for {', '.join(losses) or 'none'}."
-            )
-    errors: dict[str, list[float]] = defaultdict(list)
-    for task in tasks:
-        for name, targets in summary["tasks"][task].get("calibration_error", {}).items():
-            errors[name] += [abs(mean) for mean, _ in targets.values()]
-    ranked = [n for n in ("de3", "entropy", "control_entropy") if errors.get(n)]
-    if ranked:
+    tasks = summary["tasks"]
+    not_learned = [t for t, e in tasks.items() if not e["gate"]["learned"]]
+    if not_learned:
         out.append(
-            "Calibration: mean |achieved test speed-up / target − 1| over tasks and targets: "
-            + ", ".join(f"{n} {np.mean(errors[n]) * 100:.1f}%" for n in ranked)
-            + " (a strategy that falls short of its target is compared at a lower speed-up; the curve areas are not)."
+            "Not learned, so left out of every finding below: " + "; ".join(
+                f"{t} ({tasks[t]['metric']} {_interval(tasks[t]['gate']['full_model'])} against the trivial "
+                f"{_interval(tasks[t]['gate']['trivial'])})" for t in not_learned) + "."
         )
-    overheads = [summary["tasks"][t]["overhead"] for t in tasks if summary["tasks"][t].get("overhead")]
+    for task, e in tasks.items():
+        if not e["gate"]["learned"]:
+            continue
+        for other in ("entropy", CONTROL):
+            diff = e["differences"].get(other)
+            if not diff:
+                continue
+            parts = [f"at matched {k}× {_said(v)}" for k, v in diff.items() if k != "area" and float(k) in (2.0, 3.0)]
+            if "area" in diff:
+                parts.append(f"over the curve area (1–{e['area']['range'][1]:.2f}×) {_said(diff['area'])}")
+            out.append(f"{task}: de3 − {other}: " + "; ".join(parts) + ".")
+        significant = [f"{other} at {k}{'' if k == 'area' else '×'} ({_interval(v, signed=True)})"
+                       for other, d in e["differences"].items() for k, v in d.items() if v.get("significant")]
+        out.append(f"{task}: differences significant after correction: " + (", ".join(significant) or "none") + ".")
+        errors = {n: np.mean([abs(v["value"]) for v in t.values()]) * 100 for n, t in e["calibration_error"].items()}
+        shown = [n for n in ("de3", "entropy", CONTROL) if n in errors]
+        if shown:
+            out.append(f"{task}: calibration, mean |achieved test speed-up / target − 1|: "
+                       + ", ".join(f"{n} {errors[n]:.1f}%" for n in shown) + ".")
+    overheads = [e["overhead"] for e in tasks.values() if e.get("overhead")]
     if overheads:
         share = np.mean([o["extra_parameter_share"][0] for o in overheads]) * 100
         extra = np.mean([o["percent_of_layer.de3_extra"][0] for o in overheads])
@@ -417,42 +431,42 @@ def findings(summary: dict) -> list[str]:
     return out
 
 
-def plot_task(task: str, task_runs: list[dict], path: Path) -> None:
+# ---- plots ----
+
+def plot_task(task: str, task_runs: list[dict], entry: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    colors = dict(zip(STRATEGY_ORDER, plt.get_cmap("tab20").colors, strict=False))
-    metric = next(iter(task_runs[0]["full_model"]))
-    for name in STRATEGY_ORDER:
-        if name == "oracle":
-            continue
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    order = display_order()
+    colors = dict(zip(order, plt.get_cmap("tab20").colors, strict=False))
+    metric = entry["metric"]
+    full = entry["gate"]["full_model"]["value"] * 100
+    for name in order:
         for i, run in enumerate(task_runs):
             curves = run["_curves"]
-            if curves is None:
+            if curves is None or "strategy" not in curves:
                 continue
-            curve = curves[curves["strategy"] == name]
-            knob = SECONDARY.get(name)
-            frozen = run["strategies"].get(name, {})
-            if knob and frozen:
-                # the secondary knob (lambda, t) frozen for the middle target on validation
-                middle = list(frozen.values())[len(frozen) // 2]["knobs"].get(knob)
-                curve = curve[curve[knob] == middle]
-            curve = curve.sort_values("speedup")
-            ax.plot(curve["speedup"], curve["metric"] * 100, color=colors[name], alpha=0.8 if i == 0 else 0.3,
+            curve = curves[curves["strategy"] == name].sort_values("speedup")
+            if not len(curve):
+                continue
+            xs = np.concatenate([[1.0], curve["speedup"]])
+            ys = np.concatenate([[run["full_model"][metric] * 100], curve["metric"] * 100])
+            ax.plot(xs, ys, color=colors[name], alpha=0.9 if i == 0 else 0.35, lw=1.4 if i == 0 else 0.9,
                     label=name if i == 0 else None, marker="." if name in ("static", "patience") else None)
-        for run in task_runs:
             for point in run["strategies"].get(name, {}).values():
-                ax.scatter(point["speedup"], point[metric] * 100, color=colors[name], edgecolor="black", zorder=3, s=28)
-    ax.axhline(np.mean([r["full_model"][metric] for r in task_runs]) * 100, color="grey", ls="--", lw=1,
-               label="full model")
-    ax.set_xlabel("layer speed-up (×)")
+                ax.scatter(point["speedup"], point[metric] * 100, color=colors[name], edgecolor="black", zorder=3, s=22)
+    ax.axhline(full, color="grey", ls="--", lw=1, label="full model")
+    trivial = entry["gate"]["trivial"]["value"] * 100
+    ax.axhline(trivial, color="black", ls=":", lw=1, label="trivial predictor")
+    ax.set_xlabel("achieved test layer speed-up (×)")
     ax.set_ylabel(f"{metric} (test, ×100)")
-    ax.set_title(f"{task}: metric against speed-up (dots: frozen operating points)")
+    learned = "" if entry["gate"]["learned"] else " — NOT LEARNED"
+    ax.set_title(f"{task}: calibrated test curves{learned}\n(knobs chosen on validation; dots: named targets)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -525,23 +539,33 @@ def setup_lines(cfg) -> dict[str, str]:
         + (", with the control heads" if pr.controls else ""),
         "calibration": f"targets {', '.join(f'{t:g}×' for t in cfg.calibration.targets)}; λ grid "
         f"{', '.join(f'{x:g}' for x in cfg.calibration.lambdas)}; {cfg.calibration.n_thresholds} thresholds per curve; "
-        f"selection {cfg.calibration.selection}",
+        f"selection {cfg.calibration.selection}; calibrated curves over targets every {cfg.calibration.curve_step:g}×",
     }
 
 
-def build_report(metrics_files: list[Path], out: Path, setup: dict | None = None) -> dict:
+def build_report(metrics_files: list[Path], out: Path, cfg: Config | None = None, setup: bool = False) -> dict:
+    """report.md, summary.json and plots/ from the evaluations; ``setup`` states the config's
+    training setup (the run's config files were given)."""
+    cfg = cfg or Config()
     runs = collect(metrics_files)
-    summary = summarise(runs)
+    summary, _ = summarise(runs, cfg.report)
+    summary["protocol"]["target_tolerance"] = cfg.report.target_tolerance
     if setup:
-        summary["setup"] = setup
+        summary["setup"] = setup_lines(cfg)
     summary["findings"] = findings(summary)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out / "plots", overwrite=True) as tmp:
-        for task in summary["tasks"]:
-            plot_task(task, [r for r in runs if r["task"] == task], tmp / f"{task}.png")
+        for task, entry in summary["tasks"].items():
+            plot_task(task, [r for r in runs if r["task"] == task], entry, tmp / f"{task}.png")
         if plot_prototype_space(runs, tmp / "prototype_space.png"):
             summary["figures"] = {"prototype space per layer": "plots/prototype_space.png"}
     with atomic_file(out / "report.md") as handle:
-        handle.write(markdown(summary))
+        handle.write(markdown(summary) + _figures(summary))
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _figures(summary: dict) -> str:
+    if not summary.get("figures"):
+        return ""
+    return "\n".join(["", "## Prototype space", "", *(f"![{name}]({path})" for name, path in summary["figures"].items()), ""])

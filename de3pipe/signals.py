@@ -11,12 +11,15 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from de3pipe.errors import De3Error
 from de3pipe.io import write_npz
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -37,6 +40,8 @@ class LayerSignals:
 
 
 def layer_signals(logits: torch.Tensor, distances: torch.Tensor | None, eps: float) -> LayerSignals:
+    import torch
+
     # log_softmax, not softmax-then-log: no overflow, no log(0).
     log_probs = torch.log_softmax(logits.float(), dim=-1).cpu()
     pred = log_probs.argmax(-1)
@@ -111,7 +116,7 @@ class Signals:
         return self.control_log_probs is not None
 
     def view(self, kind: str | None) -> Signals:
-        """The signals a strategy variant reads (strategies.VARIANTS): ``control`` swaps the
+        """The signals a strategy variant reads (a registered strategy's ``variants``): ``control`` swaps the
         internal classifiers of layers < M for the control heads, ``nodar`` swaps the distances
         for those to the no-DAR class means; None is the signals themselves."""
         if kind is None:
@@ -124,6 +129,8 @@ class Signals:
         out = dataclasses.replace(self)
         inner = slice(0, self.num_layers - 1)
         if kind == "control":
+            import torch
+
             n, n_classes = self.num_samples, self.log_probs.shape[-1]
             heads = layer_signals(torch.from_numpy(self.control_log_probs.reshape(-1, n_classes)), None, 0.0)
             out.log_probs, out.pred, out.entropy = self.log_probs.copy(), self.pred.copy(), self.entropy.copy()

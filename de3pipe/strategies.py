@@ -1,23 +1,48 @@
-"""Exit strategies behind one interface (method.md, "Strategies to compare").
+"""Exit strategies and their registry (method.md, "Strategies to compare").
 
 A strategy is an online rule: at each layer m < M it sees the signals of the samples still
 running and says which leave now. The same rule drives both the replay over stored signals
 (:func:`replay`, for calibration and evaluation) and the batched engine (``engine.py``),
 so the two cannot disagree. Layers are 1-based; a sample that never exits leaves at M.
+
+Every fact about a strategy lives on its class, and :func:`register` makes it known to
+calibration, evaluation, the report, ``predict`` and the config schema at once: its knob grid,
+its secondary knob, whether it is analysis-only, its display order (registration order) and
+its study variants (the same rule replayed on another view of the signals, ``Signals.view``).
+Adding a strategy is adding one registered class.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from de3pipe.errors import De3Error
 from de3pipe.signals import LayerSignals, Signals, edr
 
+if TYPE_CHECKING:
+    from de3pipe.config import CalibrationConfig
+
 State = dict[str, np.ndarray]
+
+
+def threshold_grid(values: np.ndarray, n: int) -> np.ndarray:
+    """Thresholds between consecutive quantiles of ``values`` plus both ends: each one sits
+    between observed values, so tiny float differences never flip a decision."""
+    quantiles = np.unique(np.quantile(values.astype(np.float64), np.linspace(0, 1, n)))
+    span = max(float(quantiles[-1] - quantiles[0]), 1e-6)
+    middles = (quantiles[:-1] + quantiles[1:]) / 2
+    return np.concatenate([[quantiles[0] - span], middles, [quantiles[-1] + span]])
+
+
+def _inner(values: np.ndarray, signals: Signals) -> np.ndarray:
+    """``values`` at the layers where exit decisions happen (1..M-1)."""
+    return values[:, : signals.num_layers - 1]
 
 
 @dataclass(frozen=True)
@@ -25,6 +50,9 @@ class Strategy(ABC):
     name: ClassVar[str]
     needs_distance: ClassVar[bool] = False
     needs_labels: ClassVar[bool] = False
+    analysis_only: ClassVar[bool] = False  # needs gold labels: never calibrated, compared or served
+    secondary_knob: ClassVar[str | None] = None  # a knob besides the threshold, chosen on validation per target
+    variants: ClassVar[dict[str, str]] = {}  # study variant name -> the Signals.view it replays on
 
     def init_state(self, n: int) -> State:
         return {}
@@ -33,8 +61,14 @@ class Strategy(ABC):
     def exits(self, layer: int, signals: LayerSignals, state: State, labels: np.ndarray | None) -> np.ndarray:
         """Boolean mask of the rows that exit at ``layer``; may update ``state`` (one entry per row)."""
 
+    @classmethod
+    @abstractmethod
+    def knob_grid(cls, signals: Signals, cfg: CalibrationConfig, eps: float) -> Iterator[dict]:
+        """Every knob setting calibration tries on ``signals`` (the validation split)."""
+
     def knobs(self) -> dict:
-        return asdict(self)
+        """The knobs that define this operating point (``eps`` is the run's, not a knob)."""
+        return {k: v for k, v in asdict(self).items() if k != "eps"}
 
     def describe(self) -> str:
         knobs = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.knobs().items())
@@ -42,51 +76,134 @@ class Strategy(ABC):
 
 
 @dataclass(frozen=True)
+class RegisteredName:
+    """A name the config, the report and the thresholds file use: a strategy, or a study
+    variant of one (the same rule on another view of the signals)."""
+
+    name: str
+    rule: type[Strategy]
+    view: str | None = None
+
+    @property
+    def is_variant(self) -> bool:
+        return self.view is not None
+
+    @property
+    def analysis_only(self) -> bool:
+        return self.rule.analysis_only
+
+    @property
+    def secondary_knob(self) -> str | None:
+        return self.rule.secondary_knob
+
+    @property
+    def servable(self) -> bool:
+        """Can classify new texts live (predict, the engine): not a replayed study view, no labels needed."""
+        return not self.is_variant and not self.analysis_only
+
+
+_RULES: dict[str, type[Strategy]] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    """Make a strategy class (and its study variants) known everywhere."""
+    for name in (cls.name, *cls.variants):
+        if name in _RULES or any(name in rule.variants for rule in _RULES.values()):
+            raise ValueError(f"strategy name {name!r} is registered twice")
+    _RULES[cls.name] = cls
+    return cls
+
+
+def registry() -> dict[str, RegisteredName]:
+    """Every name, in display order: the strategies as registered, then their study variants."""
+    names = {name: RegisteredName(name, rule) for name, rule in _RULES.items()}
+    for rule in _RULES.values():
+        names |= {variant: RegisteredName(variant, rule, view) for variant, view in rule.variants.items()}
+    return names
+
+
+def lookup(name: str) -> RegisteredName:
+    names = registry()
+    if name not in names:
+        raise De3Error(f"unknown strategy {name!r}; choose one of {', '.join(names)}")
+    return names[name]
+
+
+def strategy_names(*, variants: bool = True, analysis: bool = True) -> tuple[str, ...]:
+    return tuple(n for n, r in registry().items() if (variants or not r.is_variant) and (analysis or not r.analysis_only))
+
+
+def make_strategy(name: str, eps: float | None = None, **knobs) -> Strategy:
+    """The rule behind ``name`` (a strategy or a variant) with ``knobs``; ``eps`` goes to the
+    rules that guard a division with it, and is required by them."""
+    rule = lookup(name).rule
+    if any(f.name == "eps" for f in dataclasses.fields(rule)):
+        if eps is None:
+            raise De3Error(f"strategy {name!r} needs the run's eps (thresholds.json records it; re-run calibrate)")
+        knobs["eps"] = eps
+    try:
+        return rule(**knobs)
+    except TypeError as exc:
+        raise De3Error(f"bad knobs {knobs} for strategy {name!r}: {exc}") from None
+
+
+@register
+@dataclass(frozen=True)
 class DE3(Strategy):
-    """DE3-BERT: exit when EDR = (lam+1)/(lam/DR + 1/E) < tau."""
+    """DE3-BERT: exit when EDR = (lam+1)/(lam/DR + 1/E) < tau; lam = 0 is entropy alone."""
 
     tau: float
     lam: float
-    eps: float = 1e-8
+    eps: float
     name: ClassVar[str] = "de3"
     needs_distance: ClassVar[bool] = True
+    secondary_knob: ClassVar[str | None] = "lam"
+    variants: ClassVar[dict[str, str]] = {"de3_nodar": "nodar"}
 
     def exits(self, layer, signals, state, labels):
         return edr(signals.entropy, signals.dr, self.lam, self.eps) < self.tau
 
+    @classmethod
+    def knob_grid(cls, signals, cfg, eps):
+        for lam in cfg.lambdas:
+            for tau in threshold_grid(edr(_inner(signals.entropy, signals), signals.dr, lam, eps), cfg.n_thresholds):
+                yield {"tau": float(tau), "lam": float(lam)}
 
+
+@register
 @dataclass(frozen=True)
 class Entropy(Strategy):
     """DeeBERT: exit when the normalised entropy E < tau."""
 
     tau: float
     name: ClassVar[str] = "entropy"
+    variants: ClassVar[dict[str, str]] = {"control_entropy": "control"}
 
     def exits(self, layer, signals, state, labels):
         return signals.entropy < self.tau
 
+    @classmethod
+    def knob_grid(cls, signals, cfg, eps):
+        for tau in threshold_grid(_inner(signals.entropy, signals), cfg.n_thresholds):
+            yield {"tau": float(tau)}
 
+
+@register
 @dataclass(frozen=True)
 class MaxProb(Strategy):
     """Exit when the largest class probability > tau."""
 
     tau: float
     name: ClassVar[str] = "maxprob"
+    variants: ClassVar[dict[str, str]] = {"control_maxprob": "control"}
 
     def exits(self, layer, signals, state, labels):
         return signals.maxprob > self.tau
 
-
-@dataclass(frozen=True)
-class Distance(Strategy):
-    """Ablation: exit on the distance ratio alone, DR < tau."""
-
-    tau: float
-    name: ClassVar[str] = "distance"
-    needs_distance: ClassVar[bool] = True
-
-    def exits(self, layer, signals, state, labels):
-        return signals.dr < self.tau
+    @classmethod
+    def knob_grid(cls, signals, cfg, eps):
+        for tau in threshold_grid(np.exp(_inner(signals.log_probs, signals).max(-1)), cfg.n_thresholds):
+            yield {"tau": float(tau)}
 
 
 class _Counting(Strategy):
@@ -107,6 +224,7 @@ class _Counting(Strategy):
         return state["streak"] >= self.t
 
 
+@register
 @dataclass(frozen=True)
 class Patience(_Counting):
     """PABEE: exit when the prediction stayed the same for t consecutive layers (t+1 agreeing layers)."""
@@ -117,7 +235,13 @@ class Patience(_Counting):
     def extends_streak(self, signals, state):
         return signals.pred == state["prev"]
 
+    @classmethod
+    def knob_grid(cls, signals, cfg, eps):
+        for t in range(1, signals.num_layers):
+            yield {"t": t}
 
+
+@register
 @dataclass(frozen=True)
 class PCEE(_Counting):
     """PCEE-BERT: exit when E < tau held for t consecutive layers."""
@@ -125,11 +249,37 @@ class PCEE(_Counting):
     tau: float
     t: int
     name: ClassVar[str] = "pcee"
+    secondary_knob: ClassVar[str | None] = "t"
 
     def extends_streak(self, signals, state):
         return signals.entropy < self.tau
 
+    @classmethod
+    def knob_grid(cls, signals, cfg, eps):
+        for t in cfg.pcee_patience:
+            for tau in threshold_grid(_inner(signals.entropy, signals), cfg.n_thresholds):
+                yield {"tau": float(tau), "t": t}
 
+
+@register
+@dataclass(frozen=True)
+class Distance(Strategy):
+    """Ablation: exit on the distance ratio alone, DR < tau."""
+
+    tau: float
+    name: ClassVar[str] = "distance"
+    needs_distance: ClassVar[bool] = True
+
+    def exits(self, layer, signals, state, labels):
+        return signals.dr < self.tau
+
+    @classmethod
+    def knob_grid(cls, signals, cfg, eps):
+        for tau in threshold_grid(signals.dr, cfg.n_thresholds):
+            yield {"tau": float(tau)}
+
+
+@register
 @dataclass(frozen=True)
 class Static(Strategy):
     """Always exit at layer k (a smaller model, for reference)."""
@@ -140,46 +290,29 @@ class Static(Strategy):
     def exits(self, layer, signals, state, labels):
         return np.full(len(signals.pred), layer >= self.k)
 
+    @classmethod
+    def knob_grid(cls, signals, cfg, eps):
+        for k in range(1, signals.num_layers + 1):
+            yield {"k": k}
 
+
+@register
 @dataclass(frozen=True)
 class Oracle(Strategy):
     """Analysis only: the first layer whose prediction is correct (needs labels)."""
 
     name: ClassVar[str] = "oracle"
     needs_labels: ClassVar[bool] = True
+    analysis_only: ClassVar[bool] = True
 
     def exits(self, layer, signals, state, labels):
         if labels is None:
             raise De3Error("the oracle strategy needs labels; it is for analysis on labeled splits only")
         return signals.pred == labels
 
-
-STRATEGY_TYPES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (DE3, Entropy, MaxProb, Patience, PCEE, Distance, Static, Oracle)
-}
-
-
-# The study's variants: a strategy above replayed on another view of the signals (Signals.view):
-# the same rule, fed by the control heads or by the no-DAR prototypes (de3pipe/controls.py).
-VARIANTS: dict[str, tuple[str, str]] = {
-    "de3_nodar": ("de3", "nodar"),
-    "control_entropy": ("entropy", "control"),
-    "control_maxprob": ("maxprob", "control"),
-}
-
-
-def base_and_view(name: str) -> tuple[str, str | None]:
-    """The rule a strategy name runs and the signals view it reads (None: the signals as stored)."""
-    return VARIANTS.get(name, (name, None))
-
-
-def make_strategy(name: str, **knobs) -> Strategy:
-    if name not in STRATEGY_TYPES:
-        raise De3Error(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGY_TYPES)}")
-    try:
-        return STRATEGY_TYPES[name](**knobs)
-    except TypeError as exc:
-        raise De3Error(f"bad knobs {knobs} for strategy {name!r}: {exc}") from None
+    @classmethod
+    def knob_grid(cls, signals, cfg, eps):
+        yield {}
 
 
 def replay(strategy: Strategy, signals: Signals) -> tuple[np.ndarray, np.ndarray]:
@@ -199,3 +332,8 @@ def replay(strategy: Strategy, signals: Signals) -> tuple[np.ndarray, np.ndarray
             break
     prediction = signals.pred[np.arange(n), exit_layer - 1]
     return exit_layer, prediction
+
+
+def replay_named(name: str, strategy: Strategy, signals: Signals) -> tuple[np.ndarray, np.ndarray]:
+    """Replay ``strategy`` on the signals view the registered ``name`` reads (study variants)."""
+    return replay(strategy, signals.view(lookup(name).view))

@@ -1,11 +1,13 @@
 import numpy as np
 import pytest
 
-from de3pipe.calibration import calibrate, choose_operating_point, threshold_grid
+from de3pipe.calibration import calibrate, choose_operating_point, curve_targets
 from de3pipe.config import CalibrationConfig
 from de3pipe.errors import De3Error
-from de3pipe.evaluation import evaluate, write_submissions
+from de3pipe.evaluation import curve_points, evaluate, write_submissions
+from de3pipe.metrics import layer_speedup
 from de3pipe.signals import Signals
+from de3pipe.strategies import make_strategy, replay, replay_named, threshold_grid
 
 
 def random_signals(n=200, m=6, seed=0, labeled=True) -> Signals:
@@ -72,7 +74,7 @@ def test_targets_beyond_the_layer_count_are_rejected():
 
 def test_evaluation_and_submission_files(tmp_path):
     thresholds, _ = calibrate(random_signals(), CalibrationConfig(n_thresholds=30), 1e-8)
-    results, exits = evaluate(random_signals(seed=1), thresholds)
+    results, exits, _, _ = evaluate(random_signals(seed=1), thresholds)
     assert set(results["full_model"]) == {"accuracy"}
     entry = results["strategies"]["de3"]["2"]
     assert sum(entry["exit_histogram"]) == 200 and entry["speedup"] > 1
@@ -124,14 +126,13 @@ def test_study_variants_read_their_own_signals():
         assert thresholds["per_lambda"]["de3"][lam]["2"]["knobs"]["lam"] == float(lam)
     # The variant's frozen point, replayed on its view, reproduces its validation curve point.
     test = with_controls(random_signals(seed=1))
-    results, _ = evaluate(test, thresholds)
-    from de3pipe.strategies import make_strategy, replay
-    from de3pipe.metrics import layer_speedup
+    results, _, _, _ = evaluate(test, thresholds)
 
     point = results["strategies"]["control_entropy"]["2"]
     exit_layer, _ = replay(make_strategy("entropy", **point["knobs"]), test.view("control"))
     assert point["speedup"] == pytest.approx(layer_speedup(exit_layer, 6))
     assert set(results["per_lambda"]["de3"]) == {"0.5", "2"}
+    assert set(thresholds["curves"]) == {"de3", "de3_nodar", "control_entropy", "control_maxprob"}
     assert results["per_lambda"]["de3"]["2"]["2"]["speedup"] > 1
 
 
@@ -149,3 +150,45 @@ def test_signals_with_controls_survive_a_save(tmp_path):
     assert np.array_equal(loaded.nodar_dr, signals.nodar_dr)
     random_signals().save(tmp_path / "plain.npz")
     assert not Signals.load(tmp_path / "plain.npz").has_controls
+
+
+def test_the_dense_target_grid():
+    assert curve_targets(1.26, 0.05) == [1.05, 1.1, 1.15, 1.2, 1.25]
+    assert curve_targets(1.0, 0.05) == []
+
+
+def test_calibrated_curves_are_chosen_on_validation_and_applied_once_to_test():
+    cfg = CalibrationConfig(n_thresholds=40, lambdas=[0.0, 1.0, 4.0], curve_step=0.1)
+    validation, test = random_signals(seed=3), random_signals(seed=4)
+    thresholds, curves = calibrate(validation, cfg, 1e-8)
+    assert "oracle" not in thresholds["curves"]  # analysis only
+    for name, points in thresholds["curves"].items():
+        fastest = curves.loc[curves["strategy"] == name, "speedup"].max()
+        targets = [p["target"] for p in points]
+        assert targets == sorted(targets) and targets[0] == pytest.approx(1.1) and targets[-1] <= fastest
+        for point in points:  # the same rule as the named targets, at each grid target
+            chosen = choose_operating_point(curves[curves["strategy"] == name], point["target"], "accuracy", name, "nearest")
+            assert chosen["knobs"] == point["knobs"] and point["validation_speedup"] >= point["target"]
+        assert len({tuple(sorted(p["knobs"].items())) for p in points}) == len(points)  # repeats kept once
+    # lambda 0 (entropy alone) is one of de3's choices
+    assert {p["knobs"]["lam"] for p in thresholds["curves"]["de3"]} <= {0.0, 1.0, 4.0}
+    _, _, test_curves, arrays = evaluate(test, thresholds)
+    de3 = test_curves[test_curves["strategy"] == "de3"]
+    assert len(de3) == len(thresholds["curves"]["de3"])  # one test point per frozen point: no envelope
+    for point, (_, row) in zip(curve_points(thresholds), test_curves.iterrows(), strict=False):
+        exit_layer, prediction = replay_named(point.name, point.strategy, test)
+        assert row["strategy"] == point.name and row["speedup"] == pytest.approx(layer_speedup(exit_layer, 6))
+        assert row["accuracy"] == pytest.approx((prediction == test.labels).mean())
+    curve_rows = arrays["kind"] == "curve"
+    assert curve_rows.sum() == len(test_curves) and arrays["exit_layer"].shape == (len(arrays["kind"]), 200)
+
+
+def test_thresholds_without_eps_or_curves_are_refused():
+    thresholds, _ = calibrate(random_signals(), CalibrationConfig(n_thresholds=10), 1e-8)
+    with pytest.raises(De3Error, match="no calibrated curves"):
+        evaluate(random_signals(seed=1), {k: v for k, v in thresholds.items() if k != "curves"})
+    with pytest.raises(De3Error, match="records no valid eps"):
+        evaluate(random_signals(seed=1), {k: v for k, v in thresholds.items() if k != "eps"})
+    broken = thresholds | {"strategies": {"de3": {"2": {"knobs": "tau"}}}}
+    with pytest.raises(De3Error, match="thresholds file is malformed"):
+        evaluate(random_signals(seed=1), broken)

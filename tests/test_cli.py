@@ -58,9 +58,15 @@ def test_every_stage_through_the_cli(tiny_config, tmp_path):
     assert (out / "eval" / "exits.parquet").is_file() and (out / "calib" / "curves.csv").is_file()
     assert sorted(p.name for p in (out / "signals").iterdir()) == ["submit.npz", "test.npz", "validation.npz"]
 
-    result = invoke("report", "--out", out / "report", out / "eval" / "metrics.json")
+    assert (out / "eval" / "points.npz").is_file() and (out / "eval" / "test_curves.csv").is_file()
+    result = invoke("report", "--out", out / "report", out / "eval" / "metrics.json", "--set",
+                    "report.bootstrap_samples=200")
     assert result.exit_code == 0, result.output
-    assert "| de3 | 2× |" in (out / "report" / "report.md").read_text()
+    text = (out / "report" / "report.md").read_text()
+    for heading in ("## Did each task learn?", "## Metric at matched speed-ups (main table)", "## de3 against each",
+                    "## Area under the calibrated curve", "## At the nominal targets", "## Calibration error per task"):
+        assert heading in text, heading
+    assert "| de3 | 2× |" in text
     assert (out / "report" / "plots" / "sst2.png").stat().st_size > 1000
 
     result = invoke("predict", "--model", out / "proto", "--thresholds", out / "calib" / "thresholds.json",
@@ -125,7 +131,7 @@ def test_same_config_and_seed_give_identical_results(tiny_config, tmp_path):
         _run_every_stage(tmp_path / run, sets)
     first, second = tmp_path / "first", tmp_path / "second"
     for name in ("ft/model.safetensors", "proto/model.safetensors", "calib/thresholds.json", "calib/curves.csv",
-                 "eval/test_curves.csv", "eval/exits.parquet"):
+                 "eval/test_curves.csv", "eval/exits.parquet", "eval/points.npz"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     for split in ("validation", "test"):
         with np.load(first / "signals" / f"{split}.npz") as a, np.load(second / "signals" / f"{split}.npz") as b:
@@ -141,7 +147,7 @@ STUDY_SETS = [
     "--set", "prototypes.controls=true",
     "--set", "signals.prototype_space=true",
     "--set", "calibration.strategies=[de3, entropy, maxprob, distance, de3_nodar, control_entropy, control_maxprob]",
-    "--set", "calibration.lambdas=[0.5, 2.0]",
+    "--set", "calibration.lambdas=[0, 0.5, 2.0]",
     "--set", "calibration.per_lambda=true",
     "--set", "evaluation.wallclock=false",
     "--set", "evaluation.overhead=true",
@@ -157,7 +163,7 @@ def test_study_options_through_the_cli(tiny_config, tmp_path):
     assert (out / "signals" / "prototype_space.npz").is_file()
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert {"de3_nodar", "control_entropy", "control_maxprob"} <= set(metrics["strategies"])
-    assert set(metrics["per_lambda"]["de3"]) == {"0.5", "2"} and "wallclock" not in metrics
+    assert set(metrics["per_lambda"]["de3"]) == {"0", "0.5", "2"} and "wallclock" not in metrics
     assert metrics["overhead"]["parameters"]["extra_share"] > 0
 
     # the report finds the run folder's training metrics and projection beside the evaluation
@@ -166,11 +172,13 @@ def test_study_options_through_the_cli(tiny_config, tmp_path):
     (out / "finetuned").symlink_to(out / "ft")
     config = tmp_path / "study.yaml"
     config.write_text("data:\n  max_train_samples: 1000\n")
-    result = invoke("report", "--out", tmp_path / "report", out / "evaluation" / "metrics.json", "--config", config)
+    result = invoke("report", "--out", tmp_path / "report", out / "evaluation" / "metrics.json", "--config", config,
+                    "--set", "report.bootstrap_samples=200")
     assert result.exit_code == 0, result.output
     text = (tmp_path / "report" / "report.md").read_text()
-    for heading in ("Setup (training caps included):", "## de3 against each comparison", "## λ sensitivity at 2×",
+    for heading in ("Setup:", "## de3 against each comparison", "## λ sensitivity at 2×",
                     "## Overhead of the distance signal", "## Exit heads per layer", "## Findings", "## Prototype space"):
         assert heading in text, heading
-    assert "caps train 1000" in text and "| control_entropy | 2× |" in text and "| de3 − no DAR | 2× |" in text
+    assert "caps train 1000" in text and "| control_entropy | 2× |" in text and "| de3 − de3_nodar | 2× |" in text
+    assert "| 0 (entropy) |" in text
     assert (tmp_path / "report" / "plots" / "prototype_space.png").stat().st_size > 1000

@@ -2,10 +2,9 @@ import numpy as np
 import pytest
 
 from de3pipe.batching import EncodedSplit, collate, encode_texts
-from de3pipe.calibration import candidate_strategies
 from de3pipe.config import CalibrationConfig
 from de3pipe.engine import EarlyExitEngine, collect_signals, measure_wallclock
-from de3pipe.strategies import STRATEGY_TYPES, make_strategy, replay
+from de3pipe.strategies import lookup, make_strategy, replay, strategy_names
 from tests.helpers import TEXTS, prototyped_tiny_model
 
 
@@ -21,7 +20,7 @@ def setup(tiny_model_dir):
 
 
 def _engine_run(model, tokenizer, split, strategy, batch_size):
-    engine = EarlyExitEngine(model)
+    engine = EarlyExitEngine(model, 1e-8)
     layers, preds = np.zeros(len(split), int), np.zeros(len(split), int)
     for start in range(0, len(split), batch_size):  # other batches than the signal pass: a stronger check
         rows = np.arange(start, min(start + batch_size, len(split)))
@@ -30,10 +29,11 @@ def _engine_run(model, tokenizer, split, strategy, batch_size):
     return layers, preds
 
 
-@pytest.mark.parametrize("name", sorted(STRATEGY_TYPES))
+@pytest.mark.parametrize("name", strategy_names(variants=False))
 def test_engine_equals_replay_for_every_strategy(setup, name):
     model, tokenizer, split, signals = setup
-    candidates = list(candidate_strategies(name, signals, CalibrationConfig(n_thresholds=12, lambdas=[0.5, 2.0]), 1e-8))
+    grid = lookup(name).rule.knob_grid(signals, CalibrationConfig(n_thresholds=12, lambdas=[0.5, 2.0]), 1e-8)
+    candidates = [make_strategy(name, 1e-8, **knobs) for knobs in grid]
     assert candidates
     exit_counts = set()
     for strategy in candidates[:: max(1, len(candidates) // 6)]:
@@ -42,7 +42,7 @@ def test_engine_equals_replay_for_every_strategy(setup, name):
         assert layers.tolist() == expected_layers.tolist(), strategy.describe()
         assert preds.tolist() == expected_preds.tolist(), strategy.describe()
         exit_counts.add(tuple(np.bincount(layers, minlength=5)))
-    if name not in ("oracle",):
+    if not lookup(name).analysis_only:
         assert len(exit_counts) > 1  # the knob really moved the exits
 
 
@@ -51,7 +51,7 @@ def test_signal_pass_matches_the_plain_forward(setup):
     batch = collate(tokenizer, split.features)
     logits, _ = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
     assert np.array_equal(signals.pred, logits.argmax(-1).T.numpy())
-    assert np.array_equal(EarlyExitEngine(model).run_full(batch), signals.pred[:, -1])
+    assert np.array_equal(EarlyExitEngine(model, 1e-8).run_full(batch), signals.pred[:, -1])
     assert signals.idx.tolist() == list(range(64))
 
 
@@ -65,13 +65,13 @@ def test_rows_really_leave_the_batch(setup, monkeypatch):
         return original(layer, hidden, bias)
 
     monkeypatch.setattr(model, "run_layer", spy)
-    result, _ = EarlyExitEngine(model).run(collate(tokenizer, split.features[:32]), make_strategy("static", k=2))
+    result, _ = EarlyExitEngine(model, 1e-8).run(collate(tokenizer, split.features[:32]), make_strategy("static", k=2))
     assert seen_sizes == [32, 32]  # layers 3 and 4 never ran
     assert result.exit_layer.tolist() == [2] * 32
 
 
 def test_wallclock_report(setup):
     model, tokenizer, split, _ = setup
-    rows = measure_wallclock(EarlyExitEngine(model), tokenizer, split, [make_strategy("static", k=1)], 16, repeats=1)
+    rows = measure_wallclock(EarlyExitEngine(model, 1e-8), tokenizer, split, [make_strategy("static", k=1)], 16, repeats=1)
     assert rows[0]["layer_speedup"] == pytest.approx(4.0)
     assert rows[0]["wallclock_speedup"] > 0 and rows[0]["samples"] == 64

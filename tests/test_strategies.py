@@ -1,10 +1,13 @@
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from de3pipe.errors import De3Error
 from de3pipe.metrics import exit_histogram, layer_speedup
 from de3pipe.signals import Signals
-from de3pipe.strategies import STRATEGY_TYPES, make_strategy, replay
+from de3pipe.strategies import lookup, make_strategy, replay, strategy_names
 
 
 def make_signals(pred, entropy, dr, labels=None) -> Signals:
@@ -55,7 +58,7 @@ def test_threshold_strategies_take_the_first_layer_below_tau():
 def test_de3_with_lambda_zero_equals_entropy():
     s = make_signals(PRED, ENTROPY, DR)
     for tau in (0.15, 0.25, 0.5, 0.95):
-        de3 = replay(make_strategy("de3", tau=tau, lam=0.0), s)[0]
+        de3 = replay(make_strategy("de3", 1e-8, tau=tau, lam=0.0), s)[0]
         assert de3.tolist() == replay(make_strategy("entropy", tau=tau), s)[0].tolist()
 
 
@@ -75,9 +78,69 @@ def test_speedup_and_histogram():
     assert exit_histogram(layers, 4) == [1, 1, 0, 2]
 
 
-def test_every_strategy_is_registered():
-    assert set(STRATEGY_TYPES) == {"de3", "entropy", "maxprob", "patience", "pcee", "distance", "static", "oracle"}
+def test_every_strategy_is_registered_with_its_facts():
+    assert strategy_names(variants=False) == ("de3", "entropy", "maxprob", "patience", "pcee", "distance", "static", "oracle")
+    assert strategy_names()[8:] == ("de3_nodar", "control_entropy", "control_maxprob")
+    assert [n for n in strategy_names() if lookup(n).analysis_only] == ["oracle"]
+    assert {n: lookup(n).secondary_knob for n in strategy_names() if lookup(n).secondary_knob} == {
+        "de3": "lam", "pcee": "t", "de3_nodar": "lam"}
+    assert lookup("control_entropy").view == "control" and lookup("control_entropy").rule is lookup("entropy").rule
+    assert not lookup("de3_nodar").servable and not lookup("oracle").servable and lookup("pcee").servable
     with pytest.raises(De3Error, match="unknown strategy"):
         make_strategy("magic")
     with pytest.raises(De3Error, match="bad knobs"):
         make_strategy("entropy", t=3)
+    with pytest.raises(De3Error, match="needs the run's eps"):
+        make_strategy("de3", tau=0.5, lam=1.0)
+    assert make_strategy("de3", 1e-6, tau=0.5, lam=1.0).knobs() == {"tau": 0.5, "lam": 1.0}  # eps is no knob
+
+
+def test_a_new_strategy_is_one_registered_class(tmp_path):
+    """Registering one class makes it known to the config schema, calibration, evaluation and the
+    report, with nothing else edited."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "plugin.py"
+    script.write_text(
+        """
+from dataclasses import dataclass
+from typing import ClassVar
+import numpy as np
+from de3pipe.strategies import Strategy, register
+
+@register
+@dataclass(frozen=True)
+class FirstConfident(Strategy):
+    tau: float
+    name: ClassVar[str] = "first_confident"
+
+    def exits(self, layer, signals, state, labels):
+        return signals.maxprob > self.tau
+
+    @classmethod
+    def knob_grid(cls, signals, cfg, eps):
+        for tau in (0.5, 0.7, 0.9, 1.1):
+            yield {"tau": tau}
+
+import json
+from de3pipe.config import pipeline_schema, load_config
+from de3pipe.calibration import calibrate
+from de3pipe.evaluation import evaluate
+from de3pipe.report import display_order
+from tests.test_comparison import synthetic_signals
+
+cfg = load_config(None, ["calibration.strategies=[entropy, first_confident]", "calibration.targets=[1.5]"])
+thresholds, _ = calibrate(synthetic_signals(300, seed=1), cfg.calibration, 1e-8)
+results, _, curves, _ = evaluate(synthetic_signals(300, seed=2), thresholds)
+enum = pipeline_schema()["$defs"]["CalibrationConfig"]["properties"]["strategies"]["items"]["enum"]
+print(json.dumps({"schema": "first_confident" in enum, "order": display_order()[-1],
+                  "thresholds": "first_confident" in thresholds["curves"],
+                  "evaluated": "first_confident" in results["strategies"],
+                  "curve": bool((curves["strategy"] == "first_confident").any())}))
+"""
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "schema": True, "order": "control_maxprob", "thresholds": True, "evaluated": True, "curve": True}

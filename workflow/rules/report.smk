@@ -1,10 +1,13 @@
-# The paper-style table over every task and seed, and the metric/speed-up plots.
+# Strategies compared at matched speed-ups on calibrated curves (bootstrap intervals), and the plots.
 rule report:
     input:
         evaluations=expand(plain_path(STAGES["report"].inputs["evaluations"], RESULTS), task=TASKS, seed=SEEDS),
         curves=expand(plain_path(STAGES["report"].inputs["curves"], RESULTS), task=TASKS, seed=SEEDS),
+        points=expand(plain_path(STAGES["report"].inputs["points"], RESULTS), task=TASKS, seed=SEEDS),
     output:
         **stage_output("report"),
+    params:
+        settings=stage_params("report"),
     log:
         f"{LOGS}/report.log",
     conda:

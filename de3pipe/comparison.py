@@ -1,0 +1,368 @@
+"""Statistics of the strategy comparison (method.md, "Comparing strategies"); no rendering here.
+
+- **Calibrated curves.** A strategy's test curve is its validation-frozen points over the
+  dense target grid (calibration.py), each applied once to test, plus the full model at 1x.
+  It is never an envelope of test points over knob settings.
+- **Matched speed-ups.** Each curve is sorted by achieved test layer speed-up and linearly
+  interpolated at common speed-ups; strategies are compared there, paired per seed.
+- **Area.** Mean metric over [1, upper] under the same linear interpolation (trapezoids on a
+  201-point grid), one range per task: upper = the most every strategy's curve reaches on
+  test (at most ``report.max_area_speedup``).
+- **Uncertainty.** A paired bootstrap: each replicate resamples the test examples (the same
+  draw for every strategy, and for every seed when the seeds share the test set) and the
+  seeds (with replacement); a statistic is its mean over the drawn seeds. Intervals are
+  percentile intervals; a difference's p-value is two-sided from the bootstrap standard error
+  (normal approximation), then corrected over its table (Holm by default).
+- **Trivial-baseline gate.** The full model against the best constant prediction on the same
+  test examples (majority-class accuracy, all-positive F1, MCC 0): a task whose difference's
+  interval does not lie above 0 is "not learned" and is left out of tests and findings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from de3pipe.config import ReportConfig
+from de3pipe.errors import De3Error
+
+AREA_GRID = 201
+
+
+# ---- weighted metrics: every bootstrap replicate is a column of example weights ----
+
+def weighted_metric(metric: str, labels: np.ndarray, predictions: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``metric`` of each row of ``predictions`` (Q, N) under each column of ``weights`` (N, B):
+    (Q, B). With weights of ones it equals the unweighted metric (sklearn's definitions)."""
+    predictions = np.atleast_2d(predictions)
+    total = weights.sum(0)  # (B,)
+    correct = (predictions == labels).astype(np.float64) @ weights
+    if metric == "accuracy":
+        return correct / total
+    classes = range(int(max(labels.max(), predictions.max())) + 1)
+    if metric == "f1":  # binary, positive class 1
+        tp = ((predictions == 1) & (labels == 1)).astype(np.float64) @ weights
+        predicted = (predictions == 1).astype(np.float64) @ weights
+        actual = (labels == 1).astype(np.float64) @ weights
+        denominator = predicted + actual
+        return np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    if metric == "matthews":  # the multi-class form (Gorodkin), as sklearn computes it
+        true_counts = np.stack([(labels == k).astype(np.float64) @ weights for k in classes])  # (K, B)
+        pred_counts = np.stack([(predictions == k).astype(np.float64) @ weights for k in classes])  # (K, Q, B)
+        cov_pred_true = correct * total - np.einsum("kqb,kb->qb", pred_counts, true_counts)
+        cov_pred = total**2 - (pred_counts**2).sum(0)
+        cov_true = total**2 - (true_counts**2).sum(0)
+        denominator = np.sqrt(cov_pred * cov_true)
+        return np.divide(cov_pred_true, denominator, out=np.zeros_like(cov_pred_true), where=denominator > 0)
+    raise De3Error(f"no weighted form of the metric {metric!r}")
+
+
+def weighted_speedup(exit_layer: np.ndarray, num_layers: int, weights: np.ndarray) -> np.ndarray:
+    """Layer speed-up M * N / sum of exit layers of each row (Q, N) under each weight column: (Q, B)."""
+    return num_layers * weights.sum(0) / (np.atleast_2d(exit_layer).astype(np.float64) @ weights)
+
+
+def trivial_metric(metric: str, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The best constant predictor's metric under each weight column (B,): the majority class's
+    accuracy, the all-positive F1, an MCC of 0."""
+    if metric == "matthews":
+        return np.zeros(weights.shape[1])
+    if metric == "f1":
+        return weighted_metric("f1", labels, np.ones((1, len(labels)), dtype=labels.dtype), weights)[0]
+    counts = np.stack([(labels == k).astype(np.float64) @ weights for k in np.unique(labels)])
+    return counts.max(0) / weights.sum(0)
+
+
+# ---- curves ----
+
+def interpolate(speedups: np.ndarray, metrics: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Linear interpolation of each column's curve (points sorted by speed-up) at ``at``: (A, B).
+    Beyond a curve's ends the end value is used; reachability is judged on the point estimate."""
+    out = np.empty((len(at), speedups.shape[1]))
+    for b in range(speedups.shape[1]):
+        order = np.argsort(speedups[:, b], kind="stable")
+        out[:, b] = np.interp(at, speedups[order, b], metrics[order, b])
+    return out
+
+
+def area_grid(upper: float) -> np.ndarray:
+    return np.linspace(1.0, upper, AREA_GRID)
+
+
+def mean_over_grid(values: np.ndarray) -> np.ndarray:
+    """Trapezoid mean of (G, B) values over an evenly spaced grid: (B,)."""
+    return (values[1:] + values[:-1]).sum(0) / (2 * (len(values) - 1))
+
+
+# ---- p-values and corrections ----
+
+def p_value(estimate: float, replicates: np.ndarray) -> float:
+    """Two-sided p-value of 'no difference' from the bootstrap standard error (normal approximation)."""
+    se = float(np.std(replicates, ddof=1))
+    if se == 0:
+        return 1.0 if estimate == 0 else 0.0
+    return math.erfc(abs(estimate) / se / math.sqrt(2))
+
+
+def adjust(pvalues: list[float], method: str) -> list[float]:
+    """Family-wise adjusted p-values: Holm's step-down, Bonferroni, or none."""
+    m = len(pvalues)
+    if method == "none" or m == 0:
+        return list(pvalues)
+    if method == "bonferroni":
+        return [min(1.0, p * m) for p in pvalues]
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+# ---- one evaluation's per-example arrays ----
+
+@dataclass
+class RunPoints:
+    """points.npz of one evaluation: every frozen point's per-example exits and predictions."""
+
+    seed: int | None
+    labels: np.ndarray
+    idx: np.ndarray
+    full_prediction: np.ndarray
+    num_layers: int
+    table: pd.DataFrame  # strategy, kind, target, lam, row
+    exit_layer: np.ndarray  # (Q, N)
+    prediction: np.ndarray  # (Q, N)
+
+    @classmethod
+    def load(cls, path: Path, seed: int | None) -> RunPoints:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+            table = pd.DataFrame({k: arrays[k] for k in ("strategy", "kind", "target", "lam")})
+            table["row"] = np.arange(len(table))
+            return cls(seed, arrays["labels"], arrays["idx"], arrays["full_prediction"], int(arrays["num_layers"]),
+                       table, arrays["exit_layer"], arrays["prediction"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise De3Error(f"{path} is missing or corrupt ({exc}); re-run `de3pipe evaluate`") from None
+
+    def rows(self, strategy: str, kind: str, target: float | None = None, lam: float | None = None) -> np.ndarray:
+        t = self.table
+        mask = (t["strategy"] == strategy) & (t["kind"] == kind)
+        if target is not None:
+            mask &= np.isclose(t["target"], target)
+        if lam is not None:
+            mask &= np.isclose(t["lam"], lam)
+        return t.loc[mask, "row"].to_numpy()
+
+    def strategies(self, kind: str) -> list[str]:
+        return list(dict.fromkeys(self.table.loc[self.table["kind"] == kind, "strategy"]))
+
+
+# ---- estimates over seeds and bootstrap replicates ----
+
+@dataclass
+class Estimate:
+    """A statistic: its value on the data, its bootstrap interval and (differences) p-values."""
+
+    value: float
+    low: float
+    high: float
+    p: float | None = None
+    p_adjusted: float | None = None
+    significant: bool | None = None
+    identical: bool = False  # every replicate gave exactly the value: the two sides never differ
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None and not (k == "identical" and not v)}
+
+
+@dataclass
+class Design:
+    """The bootstrap of one task: example weights per seed and seed draws, shared by every statistic."""
+
+    weights: list[np.ndarray]  # per seed: (N, B)
+    seed_draws: np.ndarray  # (B, S)
+    confidence: float
+
+    @classmethod
+    def for_runs(cls, runs: list[RunPoints], cfg: ReportConfig) -> Design:
+        rng = np.random.default_rng(cfg.bootstrap_seed)
+        n_rep = cfg.bootstrap_samples
+        shared = all(np.array_equal(r.idx, runs[0].idx) for r in runs)
+        draw = lambda n: rng.multinomial(n, np.full(n, 1 / n), size=n_rep).T.astype(np.float64)  # noqa: E731
+        weights = [draw(len(runs[0].idx))] * len(runs) if shared else [draw(len(r.idx)) for r in runs]
+        seed_draws = rng.integers(0, len(runs), size=(n_rep, len(runs)))
+        return cls(weights, seed_draws, cfg.confidence)
+
+    def combine(self, values: np.ndarray, replicates: np.ndarray, paired: bool = False) -> Estimate:
+        """Mean over seeds of per-seed ``values`` (S,) with per-seed ``replicates`` (S, B)."""
+        value = float(np.mean(values))
+        reps = replicates[self.seed_draws, np.arange(replicates.shape[1])[:, None]].mean(1)  # (B,)
+        tail = (1 - self.confidence) / 2
+        low, high = (float(x) for x in np.quantile(reps, [tail, 1 - tail]))
+        estimate = Estimate(value, low, high)
+        if paired:
+            estimate.p = p_value(value, reps)
+            estimate.identical = bool(np.all(replicates == values[:, None]) and value == 0)
+        return estimate
+
+
+@dataclass
+class CurveSet:
+    """One strategy's calibrated test curves (one per seed), on the data and per replicate."""
+
+    speedups: list[np.ndarray]  # per seed: (P+1,) with the full model's (1, metric) first
+    metrics: list[np.ndarray]
+    speedup_reps: list[np.ndarray]  # per seed: (P+1, B)
+    metric_reps: list[np.ndarray]
+
+    def reach(self) -> float:
+        """The speed-up every seed's curve reaches on test."""
+        return min(float(s.max()) for s in self.speedups)
+
+    def at(self, speedups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per seed, interpolated at ``speedups``: values (S, A) and replicates (S, A, B)."""
+        values = np.stack([np.interp(speedups, *_sorted(s, m)) for s, m in zip(self.speedups, self.metrics, strict=True)])
+        reps = np.stack([interpolate(s, m, speedups) for s, m in zip(self.speedup_reps, self.metric_reps, strict=True)])
+        return values, reps
+
+
+def _sorted(speedups: np.ndarray, metrics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(speedups, kind="stable")
+    return speedups[order], metrics[order]
+
+
+@dataclass
+class TaskComparison:
+    task: str
+    metric: str
+    seeds: list
+    gate: dict
+    matched: dict = field(default_factory=dict)  # strategy -> speed-up -> Estimate | None (not reached)
+    area: dict = field(default_factory=dict)  # {"range": [1, upper], "strategies": {name: Estimate}}
+    differences: dict = field(default_factory=dict)  # comparison -> key ("2" or "area") -> Estimate
+    targets: dict = field(default_factory=dict)  # strategy -> target -> {"metric", "speedup", "off_target", ...}
+    calibration_error: dict = field(default_factory=dict)  # strategy -> target -> Estimate (relative)
+    per_lambda: dict = field(default_factory=dict)  # lambda -> target -> {"metric", "speedup"}
+
+    @property
+    def learned(self) -> bool:
+        return self.gate["learned"]
+
+
+def _per_seed(runs: list[RunPoints], design: Design, fn) -> tuple[np.ndarray, np.ndarray]:
+    """Stack fn(run, ones) and fn(run, weights) over seeds: values (S, ...) and replicates (S, ..., B)."""
+    values = np.stack([fn(r, np.ones((len(r.labels), 1)))[..., 0] for r in runs])
+    reps = np.stack([fn(r, w) for r, w in zip(runs, design.weights, strict=True)])
+    return values, reps
+
+
+def compare_task(task: str, metric: str, runs: list[RunPoints], cfg: ReportConfig) -> TaskComparison:
+    """Every statistic of one task over its seeds."""
+    design = Design.for_runs(runs, cfg)
+    full_values, full_reps = _per_seed(runs, design, lambda r, w: weighted_metric(metric, r.labels, r.full_prediction, w)[0])
+    trivial_values, trivial_reps = _per_seed(runs, design, lambda r, w: trivial_metric(metric, r.labels, w))
+    difference = design.combine(full_values - trivial_values, full_reps - trivial_reps, paired=True)
+    gate = {
+        "full_model": design.combine(full_values, full_reps).as_dict(),
+        "trivial": design.combine(trivial_values, trivial_reps).as_dict(),
+        "difference": difference.as_dict(),
+        "trivial_predictor": {"accuracy": "majority class", "f1": "all positive", "matthews": "constant (MCC 0)"}[metric],
+        "learned": difference.low > 0,
+    }
+    out = TaskComparison(task, metric, [r.seed for r in runs], gate)
+    names = [n for n in runs[0].strategies("curve") if all(n in r.strategies("curve") for r in runs)]
+    curves = {name: _curves(runs, design, metric, name, full_values, full_reps) for name in names}
+    matched = np.array(cfg.matched_speedups)
+    at_matched = {name: c.at(matched) for name, c in curves.items()}
+    for name, curve in curves.items():
+        values, reps = at_matched[name]
+        out.matched[name] = {
+            f"{s:g}": design.combine(values[:, i], reps[:, i]) if curve.reach() >= s - 1e-9 else None
+            for i, s in enumerate(matched)
+        }
+    upper = min([cfg.max_area_speedup] + [c.reach() for c in curves.values()]) if curves else 1.0
+    areas = {}
+    if upper > 1.0:
+        grid = area_grid(upper)
+        for name, curve in curves.items():
+            values, reps = curve.at(grid)
+            areas[name] = (mean_over_grid(values.T), np.stack([mean_over_grid(r) for r in reps]))
+        out.area = {"range": [1.0, upper], "strategies": {n: design.combine(*a) for n, a in areas.items()}}
+    if "de3" in curves:
+        for other in (c for c in cfg.comparisons if c in curves and c != "de3"):
+            entry = {}
+            for i, s in enumerate(matched):
+                if out.matched["de3"][f"{s:g}"] is not None and out.matched[other][f"{s:g}"] is not None:
+                    (a, ar), (b, br) = at_matched["de3"], at_matched[other]
+                    entry[f"{s:g}"] = design.combine(a[:, i] - b[:, i], ar[:, i] - br[:, i], paired=True)
+            if other in areas:
+                entry["area"] = design.combine(areas["de3"][0] - areas[other][0], areas["de3"][1] - areas[other][1],
+                                               paired=True)
+            out.differences[other] = entry
+    _target_view(out, runs, design, metric, cfg)
+    return out
+
+
+def _curves(runs, design, metric, name, full_values, full_reps) -> CurveSet:
+    def rows(r):
+        return r.rows(name, "curve")
+
+    speedups, metrics, speedup_reps, metric_reps = [], [], [], []
+    for s, (run, weights) in enumerate(zip(runs, design.weights, strict=True)):
+        sel = rows(run)
+        for w, sp_out, m_out, full in ((np.ones((len(run.labels), 1)), speedups, metrics, full_values[s:s + 1]),
+                                       (weights, speedup_reps, metric_reps, full_reps[s][None])):
+            sp = weighted_speedup(run.exit_layer[sel], run.num_layers, w)
+            m = weighted_metric(metric, run.labels, run.prediction[sel], w)
+            sp_out.append(np.concatenate([np.ones((1, w.shape[1])), sp]))
+            m_out.append(np.concatenate([np.broadcast_to(full, (1, w.shape[1])), m]))
+    return CurveSet([s[:, 0] for s in speedups], [m[:, 0] for m in metrics], speedup_reps, metric_reps)
+
+
+def _target_view(out: TaskComparison, runs, design, metric, cfg: ReportConfig) -> None:
+    """The secondary view at the nominal targets, the calibration error and lambda sensitivity."""
+
+    def point(name, kind, target, lam=None):
+        def fn(kind_of):
+            def stat(r, w):
+                row = r.rows(name, kind, target, lam)
+                return (weighted_metric(metric, r.labels, r.prediction[row], w)[0] if kind_of == "metric"
+                        else weighted_speedup(r.exit_layer[row], r.num_layers, w)[0])
+            return stat
+        return _per_seed(runs, design, fn("metric")), _per_seed(runs, design, fn("speedup"))
+
+    table = runs[0].table
+    for name in runs[0].strategies("target"):
+        rows = table[(table["strategy"] == name) & (table["kind"] == "target")]
+        for target in rows["target"]:
+            (mv, mr), (sv, sr) = point(name, "target", None if np.isnan(target) else target)
+            key = "any" if np.isnan(target) else f"{target:g}"
+            entry = {"metric": design.combine(mv, mr), "speedup": design.combine(sv, sr)}
+            if key != "any":
+                error = design.combine(sv / target - 1, sr / target - 1)
+                entry["off_target"] = abs(error.value) > cfg.target_tolerance
+                out.calibration_error.setdefault(name, {})[key] = error
+            out.targets.setdefault(name, {})[key] = entry
+    lam_rows = table[table["kind"] == "lambda"]
+    for (name, lam, target), _ in lam_rows.groupby(["strategy", "lam", "target"], sort=True):
+        if name != "de3":
+            continue
+        (mv, mr), (sv, sr) = point(name, "lambda", target, lam)
+        out.per_lambda.setdefault(f"{lam:g}", {})[f"{target:g}"] = {"metric": design.combine(mv, mr),
+                                                                    "speedup": design.combine(sv, sr)}
+
+
+def correct_differences(comparisons: list[TaskComparison], cfg: ReportConfig) -> int:
+    """Adjust the p-values of the table of differences (every comparison x speed-up/area x learned
+    task) together and mark the significant ones; returns the family's size."""
+    family = [e for c in comparisons if c.learned for d in c.differences.values() for e in d.values()]
+    for estimate, adjusted in zip(family, adjust([e.p for e in family], cfg.correction), strict=True):
+        estimate.p_adjusted = adjusted
+        estimate.significant = adjusted < cfg.alpha
+    return len(family)

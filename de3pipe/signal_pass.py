@@ -1,0 +1,65 @@
+"""The signal pass stage: every layer's exit signals for each split, one forward pass each."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from de3pipe.config import Config
+from de3pipe.data.prepare import PreparedData
+from de3pipe.errors import De3Error
+from de3pipe.signals import Signals
+
+log = logging.getLogger(__name__)
+
+
+def run_signal_pass(
+    prepared: PreparedData,
+    model_dir: Path,
+    out: Path,
+    cfg: Config,
+    splits: list[str] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    on_split: Callable[[str, Signals], None] | None = None,
+) -> dict[str, Signals]:
+    """Write ``<split>.npz`` for each split (default: every prepared split but train) into
+    ``out`` (atomically), with the study's control arrays and the prototype-space projection
+    when the checkpoint and config ask for them. ``on_split`` sees each split's signals."""
+    from de3pipe.batching import encode_split
+    from de3pipe.controls import StudyControls, control_arrays
+    from de3pipe.engine import collect_signals, collect_signals_and_features
+    from de3pipe.io import atomic_dir
+    from de3pipe.modeling import load_checkpoint
+    from de3pipe.projection import FILE_NAME as PROJECTION_FILE
+    from de3pipe.projection import project_prototype_space, save_projection
+
+    network, tokenizer = load_checkpoint(model_dir, require_stage="prototyped", trust_remote_code=cfg.model.trust_remote_code)
+    if network.config.task != prepared.task.name:
+        raise De3Error(f"{model_dir} was trained on {network.config.task}, but {prepared.path} holds {prepared.task.name}")
+    names = splits if splits is not None else [name for name in prepared.split_names if name != "train"]
+    frames = {name: prepared.split(name) for name in names}  # fail on a bad split name before any work
+    controls = StudyControls.load(model_dir)
+    if controls is not None:
+        controls.to(network.device)
+    keep_pooled = controls is not None or cfg.signals.prototype_space  # only the study needs the features
+    written = {}
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for name, frame in frames.items():
+            encoded = encode_split(frame, tokenizer, network.config.max_length)
+            meta = {"task": prepared.task.name, "split": name, "checkpoint": str(model_dir), "num_layers": network.num_layers}
+            args = (network, tokenizer, encoded, cfg.signals.batch_size, cfg.signals.eps, meta, progress)
+            result, pooled = collect_signals_and_features(*args) if keep_pooled else (collect_signals(*args), None)
+            if controls is not None:
+                arrays = control_arrays(controls, pooled, result.log_probs, network.config.distance, cfg.signals.eps)
+                for key, value in arrays.items():
+                    setattr(result, key, value)
+            if cfg.signals.prototype_space and name == "validation":
+                save_projection(tmp / PROJECTION_FILE, project_prototype_space(network, pooled, result.labels, result.pred), meta)
+            result.save(tmp / f"{name}.npz")
+            if on_split is not None:
+                on_split(name, result)
+            log.info("%s: %d samples x %d layers", name, result.num_samples, result.num_layers)
+            written[name] = result
+    return written

@@ -1,0 +1,35 @@
+"""Wall-clock timing of batched early exit at frozen operating points (evaluate and speed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from de3pipe.evaluation import frozen_eps, operating_points
+
+
+def timing_inputs(model: Path, data: Path, split: str, max_samples: int | None = None):
+    """The checkpoint, its tokenizer and the encoded split (or a seeded subset) that timings run on."""
+    from de3pipe.batching import encode_split
+    from de3pipe.data.prepare import PreparedData
+    from de3pipe.modeling import load_checkpoint
+
+    network, tokenizer = load_checkpoint(model, require_stage="prototyped")
+    frame = PreparedData.open(data).split(split)
+    if max_samples is not None and max_samples < len(frame):
+        frame = frame.sample(max_samples, random_state=0).sort_index()
+    return network, tokenizer, encode_split(frame, tokenizer, network.config.max_length)
+
+
+def measure_points(network, tokenizer, encoded, thresholds: dict, strategies, batch_size: int, repeats: int) -> list[dict]:
+    """Layer and wall-clock speed-up of each named frozen point of ``strategies`` against the full
+    model on the same batches; the early-exit engine uses the thresholds' own eps."""
+    from de3pipe.engine import EarlyExitEngine, measure_wallclock
+
+    engine = EarlyExitEngine(network, frozen_eps(thresholds))
+    points = [p for p in operating_points(thresholds) if p.name in set(strategies)]
+    rows = measure_wallclock(engine, tokenizer, encoded, [p.strategy for p in points], batch_size, repeats)
+    out = []
+    for point, row in zip(points, rows, strict=True):
+        row["ratio"] = row["wallclock_speedup"] / row["layer_speedup"]
+        out.append({"strategy_name": point.name, "target": point.target, **row})
+    return out
