@@ -153,6 +153,8 @@ def _interval(e: dict | None, signed: bool = False, scale: float = 100.0) -> str
     if not e:
         return "–"
     f = "{:+.1f}" if signed else "{:.1f}"
+    if e["low"] == e["high"] == e["value"]:  # e.g. a constant classifier's MCC, a static exit's speed-up
+        return f"{f.format(e['value'] * scale)} (exact: every resample gives it)"
     return f"{f.format(e['value'] * scale)} [{f.format(e['low'] * scale)}, {f.format(e['high'] * scale)}]"
 
 

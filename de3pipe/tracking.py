@@ -5,6 +5,11 @@ in ``DE3PIPE_PARENT_RUN_ID``; the Snakefile's ``onstart`` creates it) and carry 
 ``run_group`` tag. Everything goes through ``MlflowClient`` with explicit run ids and batched
 writes, and every call is retried, so parallel jobs sharing one SQLite file neither lose runs
 nor fail on "database is locked". A job that raises is marked FAILED, never left RUNNING.
+
+Tracking never costs work: the workflow checks the store before any job (:func:`store_problem`),
+and inside a job every tracking call shares one time budget (:data:`JOB_BUDGET_S`); the first
+call that fails (or the budget running out) disables tracking for the rest of the job with one
+warning, and the stage goes on and keeps its outputs.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ log = logging.getLogger(__name__)
 PARENT_ENV = "DE3PIPE_PARENT_RUN_ID"
 GROUP_ENV = "DE3PIPE_RUN_GROUP"
 DEFAULT_DB = "mlflow.db"
+JOB_BUDGET_S = 60.0  # the most a job waits on tracking, in total
+CHECK_TIMEOUT_S = 8.0  # the workflow's start-up check of the store
+# MLflow's own HTTP retries would wait minutes per call on a server that is down (7 retries,
+# backoff factor 2, 120 s timeout); a job's budget needs short calls. Users may still override.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
 def tracking_uri(configured: str | None) -> str:
@@ -35,8 +46,9 @@ def tracking_uri(configured: str | None) -> str:
     return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
 
 
-def _retry(fn, *args, attempts: int = 12, **kwargs):
-    """SQLite allows one writer at a time: wait and retry instead of failing the job."""
+def _retry(fn, *args, attempts: int = 12, deadline: float | None = None, **kwargs):
+    """SQLite allows one writer at a time: wait and retry instead of failing the job (until
+    ``deadline``, a time.monotonic() value, if given)."""
     delay = 0.2
     for attempt in range(attempts):
         try:
@@ -44,11 +56,64 @@ def _retry(fn, *args, attempts: int = 12, **kwargs):
         except Exception as exc:  # noqa: BLE001 - MLflow wraps the sqlite error in several types
             text = str(exc).lower()
             transient = "locked" in text or "busy" in text or "connection" in text or "timed out" in text
-            if not transient or attempt == attempts - 1:
+            late = deadline is not None and time.monotonic() + delay > deadline
+            if not transient or attempt == attempts - 1 or late:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
     raise AssertionError("unreachable")
+
+
+def store_problem(uri: str, timeout: float = CHECK_TIMEOUT_S) -> str | None:
+    """Why the tracking store at ``uri`` cannot be used (None when it can), found within ``timeout``
+    seconds: an HTTP server must answer its /health check, a SQLite file's folder must be writable."""
+    import urllib.error
+    import urllib.request
+
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as answer:  # noqa: S310
+                if answer.status == 200:
+                    return None
+                return f"the MLflow server at {uri} answered its health check with HTTP {answer.status}"
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return f"the MLflow server at {uri} cannot be reached ({reason})"
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            return f"the MLflow store {uri} cannot be written: {folder} is not a writable folder"
+    return None
+
+
+def unreachable_message(uri: str, problem: str) -> str:
+    return (
+        f"{problem}. Start it (e.g. `mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri "
+        "sqlite:///mlflow.db`), point MLFLOW_TRACKING_URI (or tracking.uri) at a running one, or turn tracking "
+        "off with `tracking: {enabled: false}` in a file passed with --configfile. No job was started."
+    )
+
+
+class _Budget:
+    """The tracking time of one job: every call shares it; the first failure ends tracking for the job."""
+
+    def __init__(self, uri: str, seconds: float = JOB_BUDGET_S):
+        self.uri, self.deadline, self.failed = uri, time.monotonic() + seconds, False
+
+    def call(self, fn, *args, **kwargs):
+        if self.failed:
+            return None
+        if time.monotonic() > self.deadline:
+            return self._give_up(f"the {JOB_BUDGET_S:.0f} s tracking budget of this job ran out")
+        try:
+            return _retry(fn, *args, deadline=self.deadline, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any tracking failure: warn once, never fail the stage
+            return self._give_up(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+
+    def _give_up(self, why: str) -> None:
+        self.failed = True
+        log.warning("MLflow tracking at %s failed (%s); this job goes on untracked and keeps its outputs", self.uri, why)
+        return None
 
 
 def git_commit() -> str:
@@ -73,12 +138,15 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
 class RunLogger:
     """What a job logs into its run; ``None`` run id (tracking off) makes every call a no-op."""
 
-    def __init__(self, client, run_id: str | None):
-        self.client, self.run_id = client, run_id
+    def __init__(self, client, run_id: str | None, budget: _Budget | None = None):
+        self.client, self.run_id, self.budget = client, run_id, budget
 
     @property
     def active(self) -> bool:
-        return self.run_id is not None
+        return self.run_id is not None and not (self.budget is not None and self.budget.failed)
+
+    def _call(self, fn, *args, **kwargs):
+        return self.budget.call(fn, *args, **kwargs) if self.budget is not None else _retry(fn, *args, **kwargs)
 
     def log_params(self, params: dict[str, Any]) -> None:
         if self.active and params:
@@ -86,7 +154,7 @@ class RunLogger:
 
             items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
             for start in range(0, len(items), 100):  # MLflow's batch limit for params
-                _retry(self.client.log_batch, self.run_id, params=items[start : start + 100])
+                self._call(self.client.log_batch, self.run_id, params=items[start : start + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if self.active and metrics:
@@ -95,7 +163,7 @@ class RunLogger:
             now = int(time.time() * 1000)
             items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
             for start in range(0, len(items), 1000):
-                _retry(self.client.log_batch, self.run_id, metrics=items[start : start + 1000])
+                self._call(self.client.log_batch, self.run_id, metrics=items[start : start + 1000])
 
     def log_per_layer(self, name: str, values: list[float]) -> None:
         """A per-layer curve: ``step`` is the 1-based layer, so the MLflow UI draws it against depth."""
@@ -104,39 +172,46 @@ class RunLogger:
 
             now = int(time.time() * 1000)
             items = [Metric(name, float(v), now, layer) for layer, v in enumerate(values, start=1)]
-            _retry(self.client.log_batch, self.run_id, metrics=items)
+            self._call(self.client.log_batch, self.run_id, metrics=items)
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         if self.active and Path(path).exists():
-            _retry(self.client.log_artifact, self.run_id, str(path), folder)
+            self._call(self.client.log_artifact, self.run_id, str(path), folder)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         if self.active:
             from mlflow.entities import RunTag
 
-            _retry(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            self._call(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     @contextlib.contextmanager
     def child(self, name: str, tags: dict[str, Any]) -> Iterator[RunLogger]:
         """A nested run (e.g. one per strategy), so the UI can compare strategies side by side."""
-        if not self.active:
-            yield self
+        parent = self._call(self.client.get_run, self.run_id) if self.active else None
+        if parent is None:
+            yield RunLogger(None, None)
             return
-        parent = _retry(self.client.get_run, self.run_id)
-        with _run(self.client, parent.info.experiment_id, name, tags | {"mlflow.parentRunId": self.run_id}) as run:
+        with _run(self.client, parent.info.experiment_id, name, tags | {"mlflow.parentRunId": self.run_id},
+                  self.budget) as run:
             yield run
 
 
 @contextlib.contextmanager
-def _run(client, experiment_id: str, name: str, tags: dict[str, Any]) -> Iterator[RunLogger]:
-    run = _retry(client.create_run, experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
+def _run(client, experiment_id: str | None, name: str, tags: dict[str, Any], budget: _Budget | None = None
+         ) -> Iterator[RunLogger]:
+    call = budget.call if budget is not None else _retry
+    run = None if experiment_id is None else call(
+        client.create_run, experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
+    if run is None:  # the store failed: the job goes on untracked
+        yield RunLogger(None, None)
+        return
     run_id = run.info.run_id
     try:
-        yield RunLogger(client, run_id)
+        yield RunLogger(client, run_id, budget)
     except BaseException:
-        _retry(client.set_terminated, run_id, "FAILED")
+        call(client.set_terminated, run_id, "FAILED")
         raise
-    _retry(client.set_terminated, run_id, "FINISHED")
+    call(client.set_terminated, run_id, "FINISHED")
 
 
 def _client(uri: str):
@@ -147,31 +222,37 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def experiment_id(client, name: str) -> str:
-    found = _retry(client.get_experiment_by_name, name)
+def experiment_id(client, name: str, call=_retry) -> str | None:
+    found = call(client.get_experiment_by_name, name)
     if found is not None:
         return found.experiment_id
     try:
-        return _retry(client.create_experiment, name)
+        return call(client.create_experiment, name)
     except Exception:  # noqa: BLE001 - another job created it first
-        return _retry(client.get_experiment_by_name, name).experiment_id
+        found = call(client.get_experiment_by_name, name)
+        return None if found is None else found.experiment_id
 
 
 @contextlib.contextmanager
 def job_run(
     enabled: bool, uri: str | None, experiment: str, name: str, tags: dict[str, Any]
 ) -> Iterator[RunLogger]:
-    """The run of one pipeline job (child of the invocation's parent run when there is one)."""
+    """The run of one pipeline job (child of the invocation's parent run when there is one). A
+    tracking failure never fails the job: see :class:`_Budget`."""
     if not enabled:
         yield RunLogger(None, None)
         return
-    client = _client(tracking_uri(uri))
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    resolved = tracking_uri(uri)
+    client = _client(resolved)
+    budget = _Budget(resolved)
     all_tags = {"git_commit": git_commit(), **tags}
     if os.environ.get(GROUP_ENV):
         all_tags["run_group"] = os.environ[GROUP_ENV]
     if os.environ.get(PARENT_ENV):
         all_tags["mlflow.parentRunId"] = os.environ[PARENT_ENV]
-    with _run(client, experiment_id(client, experiment), name, all_tags) as run:
+    with _run(client, experiment_id(client, experiment, budget.call), name, all_tags, budget) as run:
         yield run
 
 
@@ -189,22 +270,26 @@ def start_parent(uri: str | None, experiment: str, name: str, tags: dict[str, An
 
 def end_parent(uri: str | None, run_id: str, status: str) -> None:
     """End an invocation's run, and mark FAILED the runs of its jobs that a SIGKILL (out of memory,
-    a node lost, a time limit) left RUNNING: their processes could not close them."""
-    client = _client(tracking_uri(uri))
-    parent = _retry(client.get_run, run_id)
+    a node lost, a time limit) left RUNNING: their processes could not close them. A store that
+    has gone away costs a warning, within the job budget, never the finished work."""
+    resolved = tracking_uri(uri)
+    client, call = _client(resolved), _Budget(resolved).call
+    parent = call(client.get_run, run_id)
+    if parent is None:
+        return
     group = parent.data.tags.get("run_group")
     if group:
         experiment = [parent.info.experiment_id]
-        pending = _retry(client.search_runs, experiment, f"tags.run_group = '{group}' and attributes.status = 'RUNNING'")
+        pending = call(client.search_runs, experiment, f"tags.run_group = '{group}' and attributes.status = 'RUNNING'")
         while pending:
             run = pending.pop()
             if run.info.run_id == run_id:
                 continue
-            _retry(client.set_tag, run.info.run_id, "de3pipe.end", "its process was killed before it could end the run")
-            _retry(client.set_terminated, run.info.run_id, "FAILED")
-            pending += _retry(
+            call(client.set_tag, run.info.run_id, "de3pipe.end", "its process was killed before it could end the run")
+            call(client.set_terminated, run.info.run_id, "FAILED")
+            pending += call(
                 client.search_runs,
                 experiment,
                 f"tags.mlflow.parentRunId = '{run.info.run_id}' and attributes.status = 'RUNNING'",
-            )
-    _retry(client.set_terminated, run_id, status)
+            ) or []
+    call(client.set_terminated, run_id, status)

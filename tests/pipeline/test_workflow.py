@@ -109,7 +109,7 @@ def test_snakemake_runs_every_rule_of_the_tiny_config(tiny_run):
     report = (project / "data" / "report" / "report.md").read_text()
     for strategy in ("de3", "entropy", "maxprob", "patience", "pcee", "distance", "static", "oracle"):
         assert f"| {strategy}" in report
-    assert "| strategy | target | rte | sst2 |" in report
+    assert "| strategy | target | rte" in report and "## Metric at matched speed-ups" in report
     assert (project / "data" / "report" / "plots" / "sst2.png").stat().st_size > 10_000
     for task in ("sst2", "rte"):
         run_dir = project / "data" / task / "seed1"

@@ -5,6 +5,7 @@ import subprocess
 import uuid
 from datetime import datetime, timezone
 
+from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
@@ -110,6 +111,9 @@ onstart:
     # One MLflow parent run per invocation; jobs find it in the environment they inherit.
     if SETTINGS.tracking.enabled:
         uri = tracking.tracking_uri(SETTINGS.tracking.uri)
+        problem = tracking.store_problem(uri)
+        if problem:  # before any job: a store that is down would otherwise stall every job on retries
+            raise WorkflowError(tracking.unreachable_message(uri, problem))
         if workflow.non_local_exec and uri.startswith(("sqlite:", "file:")):
             logger.warning(
                 f"MLflow tracking URI {uri} is a local file: jobs on other nodes cannot share it safely. "
