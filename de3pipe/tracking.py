@@ -49,15 +49,16 @@ def tracking_uri(configured: str | None) -> str:
 def _retry(fn, *args, attempts: int = 12, deadline: float | None = None, **kwargs):
     """SQLite allows one writer at a time: wait and retry instead of failing the job (until
     ``deadline``, a time.monotonic() value, if given)."""
-    delay = 0.2
+    delay, unreachable = 0.2, 0
     for attempt in range(attempts):
         try:
             return fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - MLflow wraps the sqlite error in several types
             text = str(exc).lower()
-            transient = "locked" in text or "busy" in text or "connection" in text or "timed out" in text
+            contention = "locked" in text or "busy" in text  # SQLite's one writer: worth waiting for
+            unreachable += "connection" in text or "timed out" in text  # a server: a few tries, then give up
             late = deadline is not None and time.monotonic() + delay > deadline
-            if not transient or attempt == attempts - 1 or late:
+            if not (contention or 0 < unreachable <= 2) or attempt == attempts - 1 or late:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 5.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -102,16 +103,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A local `mlflow server` (SQLite behind it, artifacts proxied), as a team or a cluster runs it."""
+@contextlib.contextmanager
+def running_mlflow_server(folder: Path):
+    """A local `mlflow server` (SQLite behind it, artifacts proxied) in ``folder``: yields
+    (uri, stop), stop() ending it early (a server that goes away)."""
     import signal
     import subprocess
     import sys
     import time
     import urllib.request
 
-    folder = tmp_path_factory.mktemp("mlflow-server")
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
     log = open(folder / "server.log", "w")  # noqa: SIM115 - open for the server's lifetime
@@ -122,6 +123,12 @@ def mlflow_server(tmp_path_factory):
         # Tracking only: no background job workers (a dozen processes the tests do not need).
         env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
+
+    def stop():
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)  # the server and its workers: the group we started
+            server.wait(timeout=30)
+
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -134,8 +141,14 @@ def mlflow_server(tmp_path_factory):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"mlflow server did not start:\n{(folder / 'server.log').read_text()[-3000:]}")
             time.sleep(0.5)
-        yield uri
+        yield uri, stop
     finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the server and its workers: the group we started
-        server.wait(timeout=30)
+        stop()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A local `mlflow server`, as a team or a cluster runs it."""
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as (uri, _):
+        yield uri

@@ -106,3 +106,80 @@ def test_runs_of_killed_jobs_end_failed_with_the_invocation(tmp_path):
     statuses = {name: status for _, status, name in _runs(tmp_path / "mlflow.db")}
     assert statuses == {"snakemake": "FINISHED", "killed": "FAILED", "strategy": "FAILED", "another invocation": "RUNNING"}
     assert other
+
+
+_JOB_THAT_LOSES_ITS_STORE = """
+import sys, time
+from pathlib import Path
+from de3pipe import tracking
+out = Path(sys.argv[2])
+with tracking.job_run(True, sys.argv[1], "exp", "job", {"stage": "prepare"}) as run:
+    run.log_params({"data": {"validation_size": 0.1}})
+    print("started", flush=True)
+    sys.stdin.readline()  # the test stops the server here
+    out.write_text("the stage's result\\n")
+    start = time.monotonic()
+    for step in range(50):
+        run.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+    run.log_artifact(out)
+    print(f"tracking took {time.monotonic() - start:.1f}", flush=True)
+"""
+
+
+def test_a_store_that_goes_away_mid_job_costs_one_warning_not_the_work(tmp_path):
+    """The server dies while a job runs: the job finishes, keeps its output, warns once, and
+    waits on tracking well within the job budget."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import running_mlflow_server
+
+    (tmp_path / "server").mkdir()
+    with running_mlflow_server(tmp_path / "server") as (uri, stop):
+        job = subprocess.Popen([sys.executable, "-c", _JOB_THAT_LOSES_ITS_STORE, uri, str(tmp_path / "out.txt")],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert job.stdout.readline().strip() == "started"
+        stop()
+        start = time.monotonic()
+        out, err = job.communicate("go\n", timeout=tracking.JOB_BUDGET_S + 30)
+    assert job.returncode == 0, err
+    assert (tmp_path / "out.txt").read_text() == "the stage's result\n"
+    warnings = [line for line in err.splitlines() if "MLflow tracking at" in line]
+    assert len(warnings) == 1 and "goes on untracked and keeps its outputs" in warnings[0], err
+    assert time.monotonic() - start < tracking.JOB_BUDGET_S + 10
+
+
+def test_a_stage_whose_store_is_down_finishes_untracked(tmp_path, monkeypatch):
+    """`de3pipe prepare` with tracking on and nothing listening at the URI: the stage's output is
+    written, one warning says why, and no traceback."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import _free_port, write_sst2
+
+    glue = write_sst2(tmp_path / "glue")
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{_free_port()}"}
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "de3pipe", "prepare", "--task", "sst2", "--out", str(tmp_path / "out"),
+         "--set", "tracking.enabled=true", "--set", f"data.glue_dir={glue}", "--set", "data.validation_size=10"],
+        capture_output=True, text=True, env=env, timeout=tracking.JOB_BUDGET_S + 60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "train.parquet").is_file()
+    assert "Traceback" not in done.stderr and done.stderr.count("goes on untracked") == 1, done.stderr
+    assert time.monotonic() - start < tracking.JOB_BUDGET_S
+
+
+def test_the_store_check_names_the_uri_and_the_fixes(tmp_path):
+    from tests.conftest import _free_port
+
+    uri = f"http://127.0.0.1:{_free_port()}"
+    problem = tracking.store_problem(uri, timeout=2)
+    assert problem.startswith(f"the MLflow server at {uri} cannot be reached")
+    message = tracking.unreachable_message(uri, problem)
+    assert "mlflow server --host 127.0.0.1" in message and "tracking: {enabled: false}" in message
+    assert tracking.store_problem(f"sqlite:///{tmp_path / 'mlflow.db'}") is None
+    assert "cannot be written" in tracking.store_problem(f"sqlite:///{tmp_path / 'absent' / 'mlflow.db'}")

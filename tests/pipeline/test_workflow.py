@@ -127,3 +127,21 @@ def test_snakemake_runs_every_rule_of_the_tiny_config(tiny_run):
     assert stages.count("evaluate") == 2 * (1 + 8)  # one run per job + one child per strategy
     again = run(["snakemake", "-n", "all"], project)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_a_tracking_store_that_is_down_stops_the_workflow_before_any_job(project):
+    """One line naming the URI, how to start a server and how to turn tracking off; no job ran."""
+    import time
+
+    from tests.conftest import _free_port
+    from tests.pipeline.conftest import pipeline_env
+
+    uri = f"http://127.0.0.1:{_free_port()}"
+    start = time.monotonic()
+    proc = run(["snakemake", "--cores", "1", "all", "--configfile", "config/test.yaml"], project, check=False,
+               env=pipeline_env(MLFLOW_TRACKING_URI=uri))
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and time.monotonic() - start < 60
+    assert f"the MLflow server at {uri} cannot be reached" in output
+    assert "mlflow server --host 127.0.0.1" in output and "tracking: {enabled: false}" in output
+    assert not (project / "data").exists()
