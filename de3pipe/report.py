@@ -154,7 +154,7 @@ def _interval(e: dict | None, signed: bool = False, scale: float = 100.0) -> str
         return "–"
     f = "{:+.1f}" if signed else "{:.1f}"
     if e["low"] == e["high"] == e["value"]:  # e.g. a constant classifier's MCC, a static exit's speed-up
-        return f"{f.format(e['value'] * scale)} (exact: every resample gives it)"
+        return f"{f.format(e['value'] * scale)} (exact)"
     return f"{f.format(e['value'] * scale)} [{f.format(e['low'] * scale)}, {f.format(e['high'] * scale)}]"
 
 
@@ -193,7 +193,8 @@ def markdown(summary: dict) -> str:
         "validation for a dense grid of target speed-ups, plus the full model at 1×; strategies are compared at "
         "equal *achieved* test layer speed-up, each curve sorted by speed-up and linearly interpolated. Cells give "
         f"the test metric ×100 and its {level} interval from a paired bootstrap ({protocol['bootstrap_samples']} "
-        "replicates, each resampling the test examples — the same draw for every strategy and seed — and the seeds).",
+        "replicates, each resampling the test examples — the same draw for every strategy and seed — and the seeds); "
+        "\"(exact)\" marks a value every replicate gives (a constant predictor's MCC, a static exit's speed-up).",
         "",
         "Metrics: " + ", ".join(f"{t}: {summary['tasks'][t]['metric']}" for t in tasks) + ".",
         "",
@@ -208,9 +209,9 @@ def markdown(summary: dict) -> str:
     rows = []
     for task, e in zip(tasks, entries, strict=True):
         gate = e["gate"]
-        rows.append([task, e["metric"], _interval(gate["full_model"]), f"{_interval(gate['trivial'])} ({gate['trivial_predictor']})",
+        rows.append([task, e["metric"], _interval(gate["full_model"]), gate["trivial_predictor"], _interval(gate["trivial"]),
                      _interval(gate["difference"], signed=True), "learned" if gate["learned"] else "**not learned**"])
-    lines += _table(["task", "metric", "full model", "trivial predictor", "difference", "verdict"], rows)
+    lines += _table(["task", "metric", "full model", "trivial predictor", "its score", "full − trivial", "verdict"], rows)
     headers = _task_headers(summary)
     speedups = [f"{s:g}" for s in protocol["matched_speedups"]]
     rows = [["full model", "1×", *(_interval(e["gate"]["full_model"]) for e in entries)]]
@@ -443,7 +444,10 @@ def plot_task(task: str, task_runs: list[dict], entry: dict, path: Path) -> None
 
     fig, ax = plt.subplots(figsize=(6.8, 4.6))
     order = display_order()
-    colors = dict(zip(order, plt.get_cmap("tab20").colors, strict=False))
+    names = registry()
+    bases = list(dict.fromkeys(names[n].rule.name for n in order))
+    palette = dict(zip(bases, plt.get_cmap("tab10").colors, strict=False))
+    colors = {n: palette[names[n].rule.name] for n in order}  # a study variant takes its rule's colour, dashed
     metric = entry["metric"]
     full = entry["gate"]["full_model"]["value"] * 100
     for name in order:
@@ -457,7 +461,8 @@ def plot_task(task: str, task_runs: list[dict], entry: dict, path: Path) -> None
             xs = np.concatenate([[1.0], curve["speedup"]])
             ys = np.concatenate([[run["full_model"][metric] * 100], curve["metric"] * 100])
             ax.plot(xs, ys, color=colors[name], alpha=0.9 if i == 0 else 0.35, lw=1.4 if i == 0 else 0.9,
-                    label=name if i == 0 else None, marker="." if name in ("static", "patience") else None)
+                    ls="--" if names[name].is_variant else "-", label=name if i == 0 else None,
+                    marker="." if len(curve) < 8 else None)
             for point in run["strategies"].get(name, {}).values():
                 ax.scatter(point["speedup"], point[metric] * 100, color=colors[name], edgecolor="black", zorder=3, s=22)
     ax.axhline(full, color="grey", ls="--", lw=1, label="full model")
