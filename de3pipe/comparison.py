@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,8 +148,8 @@ class RunPoints:
             table["row"] = np.arange(len(table))
             return cls(seed, arrays["labels"], arrays["idx"], arrays["full_prediction"], int(arrays["num_layers"]),
                        table, arrays["exit_layer"], arrays["prediction"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise De3Error(f"{path} is missing or corrupt ({exc}); re-run `de3pipe evaluate`") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise De3Error(f"{path} is missing, corrupt or truncated ({exc}); re-run `de3pipe evaluate`") from None
 
     def rows(self, strategy: str, kind: str, target: float | None = None, lam: float | None = None) -> np.ndarray:
         t = self.table

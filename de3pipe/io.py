@@ -101,14 +101,18 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
         handle.write("\n")
 
 
-def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+def read_json(path: str | os.PathLike, what: str = "file", mapping: bool = True) -> Any:
+    """A JSON file (by default it must hold an object), or one clear error naming ``what``."""
     path = Path(path)
     if not path.is_file():
         raise De3Error(f"{what} {path} does not exist")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        loaded = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise De3Error(f"{what} {path} is not valid JSON ({exc}); regenerate it") from exc
+        raise De3Error(f"{what} {path} is not valid JSON, or truncated ({exc}); regenerate it") from None
+    if mapping and not isinstance(loaded, dict):
+        raise De3Error(f"{what} {path} holds a JSON {type(loaded).__name__}, not an object; regenerate it")
+    return loaded
 
 
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:

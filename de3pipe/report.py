@@ -35,6 +35,9 @@ def collect(metrics_files: list[Path]) -> list[dict]:
     runs = []
     for path in metrics_files:
         results = read_json(path, what="evaluation metrics")
+        if not isinstance(results.get("task"), str) or not isinstance(results.get("full_model"), dict) or not isinstance(
+                results.get("strategies"), dict):
+            raise De3Error(f"evaluation metrics {path} lack task, full_model or strategies; re-run `de3pipe evaluate`")
         curves_file = path.parent / "test_curves.csv"
         results["_curves"] = pd.read_csv(curves_file) if curves_file.is_file() else None
         results["_points"] = path.parent / POINTS_FILE

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,6 +58,23 @@ def layer_signals(logits: torch.Tensor, distances: torch.Tensor | None, eps: flo
         dr = torch.where(torch.isinf(r1), 1.0, torch.where(torch.isinf(r2), 0.0, ratio))
         out.r1, out.r2, out.dr = r1.numpy(), r2.numpy(), dr.numpy()
     return out
+
+
+def _shape_problem(arrays: dict[str, np.ndarray], meta) -> str | None:
+    """What is wrong with the shapes of a loaded signals file (None when they fit together)."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("task"), str):
+        return "its meta names no task"
+    log_probs = arrays["log_probs"]
+    if log_probs.ndim != 3 or log_probs.shape[1] < 2:
+        return f"log_probs has shape {log_probs.shape}, not (samples, layers >= 2, classes)"
+    n, m, k = log_probs.shape
+    expected = {"pred": (n, m), "entropy": (n, m), "r1": (n, m - 1), "r2": (n, m - 1), "dr": (n, m - 1),
+                "labels": (n,), "idx": (n,), "control_log_probs": (n, m - 1, k), "nodar_r1": (n, m - 1),
+                "nodar_r2": (n, m - 1), "nodar_dr": (n, m - 1)}
+    for name, shape in expected.items():
+        if name in arrays and arrays[name].shape != shape:
+            return f"{name} has shape {arrays[name].shape}, expected {shape}"
+    return None
 
 
 def edr(entropy: np.ndarray, dr: np.ndarray, lam: float, eps: float = 1e-8) -> np.ndarray:
@@ -158,8 +176,11 @@ class Signals:
                 arrays = {name: data[name] for name in cls.ARRAYS}
                 arrays |= {name: data[name] for name in cls.CONTROL_ARRAYS if name in data.files}
                 meta = json.loads(str(data["meta"]))
-        except (OSError, ValueError, KeyError) as exc:
-            raise De3Error(f"signals file {path} is corrupt ({exc}); re-run `de3pipe signals`") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise De3Error(f"signals file {path} is corrupt or truncated ({exc}); re-run `de3pipe signals`") from None
+        problem = _shape_problem(arrays, meta)
+        if problem:
+            raise De3Error(f"signals file {path} is malformed: {problem}; re-run `de3pipe signals`")
         return cls(**arrays, meta=meta)
 
     @classmethod

@@ -182,3 +182,59 @@ def test_study_options_through_the_cli(tiny_config, tmp_path):
     assert "caps train 1000" in text and "| control_entropy | 2× |" in text and "| de3 − de3_nodar | 2× |" in text
     assert "| 0 (entropy) |" in text
     assert (tmp_path / "report" / "plots" / "prototype_space.png").stat().st_size > 1000
+
+
+def test_corrupt_truncated_or_wrong_shaped_inputs_get_one_line(tiny_config, tmp_path):
+    """Every command that reads signals, thresholds, a checkpoint or evaluation files answers a
+    damaged one with one line (exit 2), never a traceback."""
+    import shutil
+
+    out, sets = tmp_path / "run", _overrides(tiny_config)
+    _run_every_stage(out, sets)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+
+    def truncated(source, name):
+        data = source.read_bytes()
+        (bad / name).write_bytes(data[: len(data) // 2])
+        return bad / name
+
+    signals = out / "signals" / "validation.npz"
+    wrong_shape = bad / "wrong.npz"
+    with np.load(signals) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["dr"] = arrays["dr"][:, :1]
+    np.savez(wrong_shape, **arrays)
+    thresholds = out / "calib" / "thresholds.json"
+    (bad / "list.json").write_text("[1, 2]")
+    (bad / "nokeys.json").write_text(json.dumps(json.loads(thresholds.read_text()) | {"strategies": {"de3": 3}}))
+    checkpoint = bad / "ckpt"
+    shutil.copytree(out / "proto", checkpoint)
+    truncated(out / "proto" / "model.safetensors", "ckpt/model.safetensors")
+    evaluation = bad / "eval"
+    shutil.copytree(out / "eval", evaluation)
+    truncated(out / "eval" / "points.npz", "eval/points.npz")
+    cases = [
+        (["calibrate", "--signals", truncated(signals, "trunc.npz"), "--out", bad / "c1"], "corrupt or truncated"),
+        (["calibrate", "--signals", wrong_shape, "--out", bad / "c2"], "dr has shape"),
+        (["evaluate", "--signals", truncated(out / "signals" / "test.npz", "test.npz"), "--thresholds", thresholds,
+          "--out", bad / "e1"], "corrupt or truncated"),
+        (["evaluate", "--signals", out / "signals", "--thresholds", truncated(thresholds, "t.json"), "--out", bad / "e2"],
+         "not valid JSON, or truncated"),
+        (["evaluate", "--signals", out / "signals", "--thresholds", bad / "list.json", "--out", bad / "e3"],
+         "not an object"),
+        (["evaluate", "--signals", out / "signals", "--thresholds", bad / "nokeys.json", "--out", bad / "e4"],
+         "re-run `de3pipe calibrate`"),
+        (["predict", "--model", checkpoint, "--thresholds", thresholds, "a film"], "re-run the stage that wrote"),
+        (["predict", "--model", out / "proto", "--thresholds", bad / "nokeys.json", "a film"], "re-run `de3pipe calibrate`"),
+        (["speed", "--model", out / "proto", "--data", out / "data", "--thresholds", truncated(thresholds, "s.json")],
+         "not valid JSON, or truncated"),
+        (["signals", "--data", out / "data", "--model", checkpoint, "--out", bad / "s1"], "re-run the stage that wrote"),
+        (["report", "--out", bad / "r1", evaluation / "metrics.json"], "corrupt or truncated"),
+        (["report", "--out", bad / "r2", bad / "nokeys.json"], "lack task, full_model or strategies"),
+    ]
+    for args, message in cases:
+        result = invoke(*args)
+        assert result.exit_code == 2, (args[0], result.output)
+        assert "Traceback" not in result.output and message in result.output, (args[0], result.output)
+        assert len(result.output.strip().splitlines()) == 1, (args[0], result.output)

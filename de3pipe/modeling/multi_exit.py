@@ -226,7 +226,11 @@ def load_checkpoint(
     hf_config = bb.load_config(str(folder), trust_remote_code)
     backbone = AutoModel.from_config(hf_config, trust_remote_code=trust_remote_code)
     model = MultiExitModel(config, backbone)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a tensor of the wrong shape
+        reason = str(exc).splitlines()[-1].strip()[:300]
+        raise De3Error(f"{weights} does not fit its configuration ({reason}); re-run the stage that wrote {folder}") from None
     if missing or unexpected:
         raise De3Error(
             f"{weights} does not match its configuration (missing {sorted(missing)[:3]}, "
