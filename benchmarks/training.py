@@ -80,7 +80,7 @@ def training_throughput(task_name: str, steps: int, batch_size: int, max_length:
 
     def multi_step(batch, labels):
         logits, _ = multi(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-        _optimizer_step(_ic_loss(logits, labels, weights, 0), list(multi.named_parameters()), optimizer, scheduler, 1.0,
+        _optimizer_step(_ic_loss(logits, labels, weights, 0)[0], list(multi.named_parameters()), optimizer, scheduler, 1.0,
                         "multi-exit", 0)
 
     plain = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=task.num_labels)

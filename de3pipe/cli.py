@@ -111,24 +111,41 @@ def prepare(
     quiet: QuietOpt = False,
 ) -> None:
     """Read a GLUE task (GLUE folder or hub), carve the validation split, write parquet + stats."""
-    from de3pipe.data.prepare import prepare_task
+    from de3pipe.data.prepare import PreparedData, prepare_task
     from de3pipe.tasks import get_task
 
     cfg = _config(config, set_, seed)
     with _job(cfg, "prepare", get_task(task).name, ("data",)) as run:
         info = prepare_task(task, cfg.data, cfg.seed, out, overwrite)
         run.log_metrics({f"rows.{name}": stats["rows"] for name, stats in info["splits"].items()})
+        _log_splits(run, PreparedData.open(out), list(info["splits"]))
         run.log_artifact(out / "dataset.json")
     _print_json(info["splits"])
 
 
 def _log_training(run, summary: dict, key: str, out: Path) -> None:
+    """The training curve (loss, each exit's loss, learning rate per optimiser step), each epoch's
+    per-layer validation metrics at that epoch's last step, and the last epoch against depth."""
+    prefix = "validation" if key == "validation" else "nearest_prototype"
+    run.log_curve(summary.get("curve", []))
+    run.log_curve([
+        {"step": epoch["step"], **{f"{prefix}_{name}.layer{m}": layer[name]
+                                   for m, layer in enumerate(epoch[key], 1) for name in layer}}
+        for epoch in summary["epochs"]
+    ])
     last = summary["epochs"][-1]
     for name in last[key][0]:
-        run.log_per_layer(f"validation_{name}_per_layer" if key == "validation" else f"nearest_prototype_{name}_per_layer",
-                          [layer[name] for layer in last[key]])
+        run.log_per_layer(f"{prefix}_{name}_per_layer", [layer[name] for layer in last[key]])
     run.log_metrics({"train_seconds": summary["seconds"], "steps": summary["steps"]})
     run.log_artifact(out / "train_metrics.json")
+
+
+def _log_splits(run, prepared, names, context: str | None = None) -> None:
+    """The prepared splits a stage read, as MLflow dataset inputs."""
+    for name in names:
+        rows = prepared.info["splits"][name]["rows"]
+        run.log_dataset(f"{prepared.task.name}-{name}", prepared.path / f"{name}.parquet", context or name, rows,
+                        prepared.info.get("source"))
 
 
 @app.command()
@@ -149,6 +166,7 @@ def finetune(
     cfg = _config(config, set_, seed)
     prepared = PreparedData.open(data)
     with _job(cfg, "finetune", prepared.task.name, ("model", "finetune")) as run:
+        _log_splits(run, prepared, ["train", "validation"])
         summary = run_stage(prepared, cfg, out, overwrite, progress=not quiet)
         _log_training(run, summary, "validation", out)
     _print_json(summary["epochs"][-1])
@@ -173,6 +191,7 @@ def prototypes(
     cfg = _config(config, set_, seed)
     prepared = PreparedData.open(data)
     with _job(cfg, "prototypes", prepared.task.name, ("prototypes",)) as run:
+        _log_splits(run, prepared, ["train", "validation"])
         summary = train_prototypes(prepared, cfg, model, out, overwrite, progress=not quiet)
         _log_training(run, summary, "validation_nearest", out)
     _print_json(summary["epochs"][-1])
@@ -209,7 +228,8 @@ def signals(
                     task_metrics(prepared.task, result.labels, result.pred[:, m])[primary] for m in range(result.num_layers)
                 ])
 
-        run_signal_pass(prepared, model, out, cfg, names, overwrite, not quiet, log_split)
+        written = run_signal_pass(prepared, model, out, cfg, names, overwrite, not quiet, log_split)
+        _log_splits(run, prepared, list(written))
 
 
 def _signals_file(path: Path, split: str) -> Path:
@@ -237,6 +257,7 @@ def calibrate(
     validation = Signals.load(_signals_file(signals_path, "validation"))
     _refuse_existing([out / "thresholds.json", out / "curves.csv"], overwrite)
     with _job(cfg, "calibrate", validation.meta["task"], ("calibration",)) as run:
+        _log_splits_of_signals(run, validation)
         thresholds, curves = run_stage(validation, cfg.calibration, cfg.signals.eps)
         with atomic_file(out / "curves.csv") as handle:
             curves.to_csv(handle, index=False)
@@ -320,11 +341,19 @@ def evaluate(
             for submit in submits:
                 write_submissions(submit, frozen, task.submission_files[submit.meta["split"]], tmp)
         write_json(out / "metrics.json", results)
-        _log_evaluation(run, results, task.metrics[0], out)
+        _log_splits_of_signals(run, test)
+        _log_evaluation(run, results, curves, task.metrics[0], out)
     _print_summary(results)
 
 
-def _log_evaluation(run, results: dict, metric: str, out: Path) -> None:
+def _log_splits_of_signals(run, signals) -> None:
+    path = signals.meta.get("_path")
+    if path:
+        run.log_dataset(f"{signals.meta['task']}-{signals.meta['split']}-signals", path, signals.meta["split"],
+                        signals.num_samples, signals.meta.get("checkpoint"))
+
+
+def _log_evaluation(run, results: dict, curves, metric: str, out: Path) -> None:
     run.log_metrics({f"test.full_model.{k}": v for k, v in results["full_model"].items()})
     run.log_per_layer(f"test_{metric}_per_layer", [layer[metric] for layer in results["per_layer"]])
     run.log_per_layer("test_mean_entropy_per_layer", results["mean_entropy_per_layer"])
@@ -337,6 +366,11 @@ def _log_evaluation(run, results: dict, metric: str, out: Path) -> None:
                                                                           "seed": results["seed"], "stage": "evaluate"}) as child:
             child.log_metrics({f"{target}x.{field}": entry[field]
                                for target, entry in targets.items() for field in (metric, "speedup")})
+            # The calibrated test curve with step = speed-up x 100: comparing the strategy runs in the
+            # UI overlays their curves, metric against speed-up.
+            rows = curves[curves["strategy"] == name] if len(curves) else curves
+            child.log_curve([{"step": round(r.speedup * 100), f"calibrated_curve.{metric}": getattr(r, metric)}
+                             for r in rows.itertuples()])
 
 
 def _print_summary(results: dict) -> None:

@@ -30,6 +30,7 @@ import pandas as pd
 
 from de3pipe.config import ReportConfig
 from de3pipe.errors import De3Error
+from de3pipe.io import read_json
 
 AREA_GRID = 201
 
@@ -367,3 +368,58 @@ def correct_differences(comparisons: list[TaskComparison], cfg: ReportConfig) ->
         estimate.p_adjusted = adjusted
         estimate.significant = adjusted < cfg.alpha
     return len(family)
+
+
+# ---- the study's measurements without test sampling (overhead, validation heads) ----
+
+def mean_ci(values: list[float]) -> tuple[float, float | None]:
+    """Mean and half-width of the 95% t-interval over seeds, for quantities without test sampling
+    (overhead, validation metrics); None with a single seed."""
+    from scipy import stats
+
+    arr = np.asarray(values, dtype=float)
+    if len(arr) < 2:
+        return float(arr.mean()), None
+    half = stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr))
+    return float(arr.mean()), float(half)
+
+
+def study_sections(task_runs: list[dict], metric: str) -> dict:
+    """Overhead and the per-layer head comparison, where the runs have them (over seeds)."""
+    out: dict = {}
+    if all("overhead" in r for r in task_runs):
+        overheads = [r["overhead"] for r in task_runs]
+        out["overhead"] = {
+            "extra_parameter_share": mean_ci([o["parameters"]["extra_share"] for o in overheads]),
+            "extra_bytes": overheads[0]["parameters"]["extra_bytes"],
+            "extra_parameters": overheads[0]["parameters"]["prototype_networks"]
+            + overheads[0]["parameters"]["prototype_buffers"],
+            "extra_flops_share_of_layer": mean_ci([o["extra_flops_share_of_layer"] for o in overheads]),
+            "extra_flops_per_sample": overheads[0]["flops_per_sample"]["de3_signal"]
+            - overheads[0]["flops_per_sample"]["entropy_signal"],
+            **{f"percent_of_layer.{k}": mean_ci([o["percent_of_layer"][k] for o in overheads])
+               for k in ("classifier", "entropy_signal", "de3_signal", "de3_extra")},
+        }
+    heads = [_validation_heads(r["_dir"], metric) if r.get("_dir") else None for r in task_runs]
+    if all(h is not None for h in heads):
+        out["validation_heads"] = {
+            kind: [mean_ci([h[kind][m] for h in heads]) for m in range(len(heads[0][kind]))] for kind in heads[0]
+        }
+    return out
+
+
+def _validation_heads(run_dir: Path, metric: str) -> dict | None:
+    """Per-layer validation metric of the internal classifier, the control head and the nearest
+    prototype, from the two training stages' train_metrics.json (None where not recorded)."""
+    files = [run_dir / "finetuned" / "train_metrics.json", run_dir / "prototyped" / "train_metrics.json"]
+    if not all(f.is_file() for f in files):
+        return None
+    stage1, stage2 = (read_json(f, what="training metrics")["epochs"][-1] for f in files)
+    if "validation_control" not in stage2:
+        return None
+    n_exits = len(stage2["validation_control"])
+    return {
+        "internal classifier": [m[metric] for m in stage1["validation"][:n_exits]],
+        "control head": [m[metric] for m in stage2["validation_control"]],
+        "nearest prototype": [m[metric] for m in stage2["validation_nearest"]],
+    }

@@ -8,14 +8,15 @@ Input: the ``metrics.json`` of every evaluation (any tasks, any seeds), with the
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from de3pipe.comparison import Estimate, RunPoints, TaskComparison, compare_task, correct_differences
+from de3pipe.comparison import (
+    Estimate, RunPoints, TaskComparison, compare_task, correct_differences, study_sections,
+)
 from de3pipe.config import Config, ReportConfig
 from de3pipe.errors import De3Error
 from de3pipe.evaluation import POINTS_FILE
@@ -48,18 +49,6 @@ def collect(metrics_files: list[Path]) -> list[dict]:
     return runs
 
 
-def mean_ci(values: list[float]) -> tuple[float, float | None]:
-    """Mean and half-width of the 95% t-interval over seeds, for quantities without test sampling
-    (overhead, validation metrics); None with a single seed."""
-    from scipy import stats
-
-    arr = np.asarray(values, dtype=float)
-    if len(arr) < 2:
-        return float(arr.mean()), None
-    half = stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr))
-    return float(arr.mean()), float(half)
-
-
 def summarise(runs: list[dict], cfg: ReportConfig) -> tuple[dict, list[TaskComparison]]:
     by_task: dict[str, list[dict]] = defaultdict(list)
     for run in runs:
@@ -90,7 +79,7 @@ def summarise(runs: list[dict], cfg: ReportConfig) -> tuple[dict, list[TaskCompa
     for comparison in comparisons:
         task_runs = by_task[comparison.task]
         entry = _as_dict(comparison)
-        entry |= _study_sections(task_runs, comparison.metric)
+        entry |= study_sections(task_runs, comparison.metric)
         summary["tasks"][comparison.task] = entry
     return summary, comparisons
 
@@ -106,47 +95,6 @@ def _as_dict(value):
     if isinstance(value, list | tuple):
         return [_as_dict(v) for v in value]
     return value
-
-
-def _study_sections(task_runs: list[dict], metric: str) -> dict:
-    """Overhead and the per-layer head comparison, where the runs have them (over seeds)."""
-    out: dict = {}
-    if all("overhead" in r for r in task_runs):
-        overheads = [r["overhead"] for r in task_runs]
-        out["overhead"] = {
-            "extra_parameter_share": mean_ci([o["parameters"]["extra_share"] for o in overheads]),
-            "extra_bytes": overheads[0]["parameters"]["extra_bytes"],
-            "extra_parameters": overheads[0]["parameters"]["prototype_networks"]
-            + overheads[0]["parameters"]["prototype_buffers"],
-            "extra_flops_share_of_layer": mean_ci([o["extra_flops_share_of_layer"] for o in overheads]),
-            "extra_flops_per_sample": overheads[0]["flops_per_sample"]["de3_signal"]
-            - overheads[0]["flops_per_sample"]["entropy_signal"],
-            **{f"percent_of_layer.{k}": mean_ci([o["percent_of_layer"][k] for o in overheads])
-               for k in ("classifier", "entropy_signal", "de3_signal", "de3_extra")},
-        }
-    heads = [_validation_heads(r["_dir"], metric) if r.get("_dir") else None for r in task_runs]
-    if all(h is not None for h in heads):
-        out["validation_heads"] = {
-            kind: [mean_ci([h[kind][m] for h in heads]) for m in range(len(heads[0][kind]))] for kind in heads[0]
-        }
-    return out
-
-
-def _validation_heads(run_dir: Path, metric: str) -> dict | None:
-    """Per-layer validation metric of the internal classifier, the control head and the nearest
-    prototype, from the two training stages' train_metrics.json (None where not recorded)."""
-    files = [run_dir / "finetuned" / "train_metrics.json", run_dir / "prototyped" / "train_metrics.json"]
-    if not all(f.is_file() for f in files):
-        return None
-    stage1, stage2 = (read_json(f, what="training metrics")["epochs"][-1] for f in files)
-    if "validation_control" not in stage2:
-        return None
-    n_exits = len(stage2["validation_control"])
-    return {
-        "internal classifier": [m[metric] for m in stage1["validation"][:n_exits]],
-        "control head": [m[metric] for m in stage2["validation_control"]],
-        "nearest prototype": [m[metric] for m in stage2["validation_nearest"]],
-    }
 
 
 # ---- formatting ----
@@ -225,7 +173,7 @@ def markdown(summary: dict) -> str:
                 rows.append([name, f"{s}×", *cells])
     lines += [
         "", "## Metric at matched speed-ups (main table)", "",
-        f"Test metric (×100) of each calibrated curve at the same achieved layer speed-up; – where a strategy's curve "
+        "Test metric (×100) of each calibrated curve at the same achieved layer speed-up; – where a strategy's curve "
         "does not reach that speed-up in every seed.", "",
         *_table(["strategy", "speed-up", *headers], rows),
     ]

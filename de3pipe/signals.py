@@ -164,7 +164,8 @@ class Signals:
     def save(self, path: str | Path) -> None:
         arrays = {name: getattr(self, name) for name in self.ARRAYS}
         arrays |= {name: getattr(self, name) for name in self.CONTROL_ARRAYS if getattr(self, name) is not None}
-        write_npz(path, meta=np.array(json.dumps(self.meta)), **arrays)
+        stored = {k: v for k, v in self.meta.items() if not k.startswith("_")}  # "_path": where it was read from
+        write_npz(path, meta=np.array(json.dumps(stored)), **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> Signals:
@@ -181,7 +182,7 @@ class Signals:
         problem = _shape_problem(arrays, meta)
         if problem:
             raise De3Error(f"signals file {path} is malformed: {problem}; re-run `de3pipe signals`")
-        return cls(**arrays, meta=meta)
+        return cls(**arrays, meta=meta | {"_path": str(path)})
 
     @classmethod
     def concatenate(cls, layers: list[list[LayerSignals]], labels: np.ndarray, idx: np.ndarray, meta: dict) -> Signals:

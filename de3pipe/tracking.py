@@ -175,6 +175,34 @@ class RunLogger:
             items = [Metric(name, float(v), now, layer) for layer, v in enumerate(values, start=1)]
             self._call(self.client.log_batch, self.run_id, metrics=items)
 
+    def log_curve(self, rows: list[dict[str, float]], step_key: str = "step") -> None:
+        """Many metrics, each row at its own step (a training curve: loss, lr per optimiser step)."""
+        if self.active and rows:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            items = [Metric(k, float(v), now, int(row[step_key])) for row in rows for k, v in row.items()
+                     if k != step_key and v is not None]
+            for start in range(0, len(items), 1000):  # MLflow's batch limit for metrics
+                self._call(self.client.log_batch, self.run_id, metrics=items[start : start + 1000])
+
+    def log_dataset(self, name: str, path: str | Path, context: str, rows: int, origin: str | None = None) -> None:
+        """A data file this stage read, as an MLflow dataset input (the runs table's Dataset column):
+        its name, a digest of its bytes, where it lives and where it came from."""
+        if not self.active or not Path(path).is_file():
+            return
+        import hashlib
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+        source = json.dumps({"uri": str(Path(path).resolve())} | ({"origin": origin} if origin else {}))
+        dataset = Dataset(name=name, digest=digest, source_type="local", source=source,
+                          profile=json.dumps({"num_rows": rows}))
+        self._call(self.client.log_inputs, self.run_id,
+                   datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
+
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         if self.active and Path(path).exists():
             self._call(self.client.log_artifact, self.run_id, str(path), folder)
@@ -223,12 +251,18 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+# MLflow 3's UI opens an experiment on its GenAI overview unless this tag says it holds model training.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def experiment_id(client, name: str, call=_retry) -> str | None:
     found = call(client.get_experiment_by_name, name)
     if found is not None:
+        if found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+            call(client.set_experiment_tag, found.experiment_id, *EXPERIMENT_KIND)
         return found.experiment_id
     try:
-        return call(client.create_experiment, name)
+        return call(client.create_experiment, name, tags=dict([EXPERIMENT_KIND]))
     except Exception:  # noqa: BLE001 - another job created it first
         found = call(client.get_experiment_by_name, name)
         return None if found is None else found.experiment_id

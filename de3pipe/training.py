@@ -56,11 +56,18 @@ def dar_loss(distances: torch.Tensor, labels: torch.Tensor, kind: str, margin: f
     return torch.relu(gold - other + margin).mean()
 
 
-def _ic_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, step: int) -> torch.Tensor:
-    """The weighted internal-classifier loss over every exit; ``logits`` (M, B, K)."""
+def _ic_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weighted internal-classifier loss over every exit, and each exit's loss; ``logits`` (M, B, K)."""
     losses = torch.stack([nn.functional.cross_entropy(layer_logits, labels) for layer_logits in logits])
     stop_unless_finite(losses, "the internal classifier's loss", "stage 1 (finetune)", step)
-    return (weights * losses).sum()
+    return (weights * losses).sum(), losses
+
+
+def _step_record(step: int, lr: float, loss: torch.Tensor, per_layer: torch.Tensor, layer_name: str) -> dict:
+    """One optimiser step's training-curve point: the loss, each exit's loss (``layer_name``) and the
+    learning rate the step used (the MLflow run charts these against the step)."""
+    per_exit = {f"{layer_name}.layer{m}": v for m, v in enumerate(per_layer.tolist(), 1)}
+    return {"step": step, "lr": lr, "loss": float(loss), **per_exit}
 
 
 def stop_unless_finite(per_layer: torch.Tensor, what: str, stage: str, step: int) -> None:
@@ -151,7 +158,7 @@ def finetune(data: PreparedData, cfg: Config, out_dir: Path, overwrite: bool = F
     weights = layer_weights(model.num_layers, opt.layer_weighting)
     generator = torch.Generator().manual_seed(cfg.seed)
     labels_all = torch.tensor(train.labels, device=model.device)
-    history, step, start = [], 0, time.perf_counter()
+    history, curve, step, start = [], [], 0, time.perf_counter()
     bar = tqdm(total=total, desc=f"finetune {task.name}", disable=not progress)
     for epoch in range(math.ceil(total / per_epoch)):
         model.train()
@@ -159,10 +166,12 @@ def finetune(data: PreparedData, cfg: Config, out_dir: Path, overwrite: bool = F
             batch = collate(tokenizer, [train.features[i] for i in rows], model.device)
             logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
             labels = labels_all[torch.from_numpy(rows).to(model.device)]
-            loss = _ic_loss(logits, labels, weights, step)
+            loss, per_layer = _ic_loss(logits, labels, weights, step)
+            lr = optimizer.param_groups[0]["lr"]
             _optimizer_step(loss, list(model.named_parameters()), optimizer, scheduler, opt.max_grad_norm,
                             "stage 1 (finetune)", step)
             step += 1
+            curve.append(_step_record(step, lr, loss, per_layer.detach(), "loss"))
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if step >= total:
@@ -181,6 +190,7 @@ def finetune(data: PreparedData, cfg: Config, out_dir: Path, overwrite: bool = F
         "train_samples": len(train),
         "seconds": time.perf_counter() - start,
         "epochs": history,
+        "curve": curve,
     }
     model.config.history.append({"stage": "finetune", "config": cfg.finetune.model_dump(), "seed": cfg.seed, "steps": step})
     _save(model, tokenizer, summary, out_dir, overwrite)
@@ -216,7 +226,7 @@ def train_prototypes(
     optimizer, scheduler = _optimizer(trainable, opt, total)
     weights = layer_weights(model.num_layers, cfg.finetune.layer_weighting)
     generator = torch.Generator().manual_seed(cfg.seed)
-    history, step = [], 0
+    history, curve, step = [], [], 0
     bar = tqdm(total=total, desc=f"prototypes {task.name}", disable=not progress)
     for epoch in range(math.ceil(total / per_epoch)):
         model.train(not opt.freeze_backbone)
@@ -228,14 +238,16 @@ def train_prototypes(
             else:
                 batch = collate(tokenizer, [train.features[i] for i in rows], model.device)
                 logits, u = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-                ic_loss = _ic_loss(logits, labels, weights, step)
+                ic_loss = _ic_loss(logits, labels, weights, step)[0]
             z = torch.stack([model.embed_prototype_space(m, u[m]) for m in range(n_proto)])
             model.update_prototypes(z, labels, opt.ema_gamma)
             dar = torch.stack([dar_loss(model.distances(m, z[m]), labels, opt.loss, opt.margin) for m in range(n_proto)])
             stop_unless_finite(dar, "the DAR loss", "stage 2 (prototypes)", step)
             loss = ic_loss + dar.mean()
+            lr = optimizer.param_groups[0]["lr"]
             _optimizer_step(loss, trainable, optimizer, scheduler, opt.max_grad_norm, "stage 2 (prototypes)", step)
             step += 1
+            curve.append(_step_record(step, lr, loss, dar.detach(), "dar"))
             bar.update(1)
             bar.set_postfix(dar=f"{dar.mean().item():.4f}")
             if step >= total:
@@ -263,6 +275,7 @@ def train_prototypes(
         "train_samples": len(train),
         "seconds": time.perf_counter() - start,
         "epochs": history,
+        "curve": curve,
     }
     _save(model, tokenizer, summary, out_dir, overwrite, controls)
     return summary

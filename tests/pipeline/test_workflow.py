@@ -125,6 +125,14 @@ def test_snakemake_runs_every_rule_of_the_tiny_config(tiny_run):
         assert stages.count(stage) == 2, stage
     assert stages.count("pipeline") == 1 and stages.count("report") == 1
     assert stages.count("evaluate") == 2 * (1 + 8)  # one run per job + one child per strategy
+    with sqlite3.connect(project / "mlflow.db") as db:
+        kinds = db.execute("select value from experiment_tags where key = 'mlflow.experimentKind'").fetchall()
+        keys = dict(db.execute("select key, count(distinct step) from metrics group by key").fetchall())
+        datasets = {name for (name,) in db.execute("select name from datasets").fetchall()}
+    assert kinds == [("custom_model_development",)]  # the UI opens on the training runs
+    assert keys["loss"] >= 3 and keys["lr"] >= 3 and keys["loss.layer1"] >= 3 and keys["dar.layer1"] >= 3
+    assert keys["validation_accuracy.layer6"] >= 1 and keys["calibrated_curve.accuracy"] >= 3
+    assert {"sst2-train", "sst2-validation", "rte-test", "sst2-validation-signals", "rte-test-signals"} <= datasets
     again = run(["snakemake", "-n", "all"], project)
     assert "Nothing to be done" in again.stdout + again.stderr
 
