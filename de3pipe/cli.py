@@ -114,7 +114,7 @@ def prepare(
     from de3pipe.data.prepare import PreparedData, prepare_task
     from de3pipe.tasks import get_task
 
-    cfg = _config(config, set_, seed)
+    cfg = _config(config, set_, seed).for_task(get_task(task).name)
     with _job(cfg, "prepare", get_task(task).name, ("data",)) as run:
         info = prepare_task(task, cfg.data, cfg.seed, out, overwrite)
         run.log_metrics({f"rows.{name}": stats["rows"] for name, stats in info["splits"].items()})
@@ -163,8 +163,8 @@ def finetune(
     from de3pipe.data.prepare import PreparedData
     from de3pipe.training import finetune as run_stage
 
-    cfg = _config(config, set_, seed)
     prepared = PreparedData.open(data)
+    cfg = _config(config, set_, seed).for_task(prepared.task.name)
     with _job(cfg, "finetune", prepared.task.name, ("model", "finetune")) as run:
         _log_splits(run, prepared, ["train", "validation"])
         summary = run_stage(prepared, cfg, out, overwrite, progress=not quiet)
@@ -188,8 +188,8 @@ def prototypes(
     from de3pipe.data.prepare import PreparedData
     from de3pipe.training import train_prototypes
 
-    cfg = _config(config, set_, seed)
     prepared = PreparedData.open(data)
+    cfg = _config(config, set_, seed).for_task(prepared.task.name)
     with _job(cfg, "prototypes", prepared.task.name, ("prototypes",)) as run:
         _log_splits(run, prepared, ["train", "validation"])
         summary = train_prototypes(prepared, cfg, model, out, overwrite, progress=not quiet)
@@ -215,8 +215,8 @@ def signals(
     from de3pipe.metrics import task_metrics
     from de3pipe.signal_pass import run_signal_pass
 
-    cfg = _config(config, set_, seed)
     prepared = PreparedData.open(data)
+    cfg = _config(config, set_, seed).for_task(prepared.task.name)
     names = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
     with _job(cfg, "signals", prepared.task.name, ("signals",)) as run:
 
@@ -308,9 +308,9 @@ def evaluate(
     from de3pipe.signals import Signals
     from de3pipe.tasks import get_task
 
-    cfg = _config(config, set_, seed)
     frozen = read_json(thresholds, what="thresholds file")
     test = Signals.load(_signals_file(signals_path, "test"))
+    cfg = _config(config, set_, seed).for_task(test.meta["task"])
     submits = [Signals.load(p) for p in sorted(signals_path.glob("submit*.npz"))] if signals_path.is_dir() else []
     outputs = [out / "metrics.json", out / "exits.parquet", out / "test_curves.csv", out / POINTS_FILE, out / "submission"]
     _refuse_existing(outputs, overwrite)

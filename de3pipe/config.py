@@ -215,6 +215,9 @@ class TrackingConfig(_Section):
     experiment: str = "de3pipe"
 
 
+RECIPE_SECTIONS = ("data", "model", "finetune", "prototypes", "signals")
+
+
 class Config(_Section):
     seed: int = 42
     data: DataConfig = DataConfig()
@@ -226,6 +229,38 @@ class Config(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     report: ReportConfig = ReportConfig()
     tracking: TrackingConfig = TrackingConfig()
+    recipes: dict[str, dict[str, dict[str, Any]]] = Field(
+        default_factory=dict,
+        description="per-task overrides of the training sections, e.g. recipes: {cola: {finetune: {epochs: 5}}}: "
+        "each task's stages read these keys over the sections above",
+    )
+
+    @model_validator(mode="after")
+    def _recipes_are_valid(self) -> Config:
+        from de3pipe.tasks import CLASSIFICATION_TASKS
+
+        for task, recipe in self.recipes.items():
+            if task not in CLASSIFICATION_TASKS:
+                close = difflib.get_close_matches(task, CLASSIFICATION_TASKS, n=1)
+                raise ValueError(f"recipes: unknown task {task!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+            other = [section for section in recipe if section not in RECIPE_SECTIONS]
+            if other:
+                raise ValueError(f"recipes.{task}: {other} cannot vary per task; a recipe sets {', '.join(RECIPE_SECTIONS)}")
+            try:
+                self._merged(task)
+            except ValidationError as exc:
+                raise ValueError(_format_errors(exc, f"recipes.{task}").replace("invalid configuration in ", "")) from None
+        return self
+
+    def _merged(self, task: str) -> Config:
+        tree = merge(self.model_dump(exclude={"recipes"}), self.recipes.get(task, {}))
+        return Config.model_validate(tree)
+
+    def for_task(self, task: str) -> Config:
+        """The config a stage of ``task`` reads: its recipe's keys over the sections."""
+        if not self.recipes.get(task):
+            return self
+        return self._merged(task).model_copy(update={"recipes": self.recipes})
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
@@ -266,8 +301,10 @@ def _format_errors(exc: ValidationError, origin: str) -> str:
             close = close or difflib.get_close_matches(key, known, n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             lines.append(f"unknown key {key!r}{hint}")
+        elif not key or error["type"] == "value_error" and isinstance(error.get("input"), dict):
+            lines.append(error["msg"].removeprefix("Value error, "))  # a check across keys: its own words
         else:
-            lines.append(f"{key}: {error['msg']} (got {error.get('input')!r})")
+            lines.append(f"{key}: {error['msg'].removeprefix('Value error, ')} (got {error.get('input')!r})")
     return f"invalid configuration in {origin}: " + "; ".join(lines)
 
 

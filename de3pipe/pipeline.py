@@ -25,7 +25,7 @@ class Stage:
     inputs: dict[str, str]
     outputs: dict[str, str]  # a trailing "/" marks a directory
     args: str  # refers to {input.x}, {output.x}, {task}, {seed}
-    params: tuple[str, ...]  # config keys the stage reads
+    params: tuple[str, ...]  # config keys the stage reads ("recipes": its task's recipe, per task)
     metrics: tuple[str, ...] = ()  # outputs that are DVC metrics (cache: false)
     plots: tuple[str, ...] = ()  # outputs that are DVC plots
     per_task: bool = True
@@ -41,14 +41,14 @@ STAGES: dict[str, Stage] = {
             inputs={},
             outputs={"data": f"{RUN}/prepared/"},
             args="--task {task} --seed {seed} --out {output.data}",
-            params=("data",),
+            params=("data", "recipes"),
         ),
         Stage(
             "finetune",
             inputs={"data": f"{RUN}/prepared/"},
             outputs={"model": f"{RUN}/finetuned/"},
             args="--data {input.data} --seed {seed} --out {output.model}",
-            params=("model", "finetune"),
+            params=("model", "finetune", "recipes"),
             heavy=True,
         ),
         Stage(
@@ -56,7 +56,7 @@ STAGES: dict[str, Stage] = {
             inputs={"data": f"{RUN}/prepared/", "model": f"{RUN}/finetuned/"},
             outputs={"model": f"{RUN}/prototyped/"},
             args="--data {input.data} --model {input.model} --seed {seed} --out {output.model}",
-            params=("prototypes", "finetune.layer_weighting"),
+            params=("prototypes", "finetune.layer_weighting", "recipes"),
             heavy=True,
         ),
         Stage(
@@ -64,7 +64,7 @@ STAGES: dict[str, Stage] = {
             inputs={"data": f"{RUN}/prepared/", "model": f"{RUN}/prototyped/"},
             outputs={"signals": f"{RUN}/signals/"},
             args="--data {input.data} --model {input.model} --seed {seed} --out {output.signals}",
-            params=("signals",),
+            params=("signals", "recipes"),
             heavy=True,
         ),
         Stage(

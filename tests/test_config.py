@@ -45,3 +45,26 @@ def test_yaml_cannot_run_code(tmp_path):
     path.write_text("seed: !!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(De3Error, match="not valid YAML"):
         load_config(path)
+
+
+def test_per_task_recipes_override_only_their_task(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("finetune:\n  epochs: 2\nrecipes:\n  cola:\n    finetune: {epochs: 5, learning_rate: 1.0e-4}\n"
+                    "    data: {max_train_samples: null}\n    model: {max_length: 64}\n")
+    cfg = load_config(path)
+    cola, rte = cfg.for_task("cola"), cfg.for_task("rte")
+    assert (cola.finetune.epochs, cola.finetune.learning_rate, cola.model.max_length) == (5, 1e-4, 64)
+    assert (rte.finetune.epochs, rte.finetune.learning_rate, rte.model.max_length) == (2, 2e-5, 128)
+    assert cola.data.max_train_samples is None and cola.recipes == cfg.recipes
+
+
+@pytest.mark.parametrize(("recipe", "message"), [
+    ("{colaa: {finetune: {epochs: 5}}}", r"recipes: unknown task 'colaa'; did you mean 'cola'\?"),
+    ("{cola: {finetune: {epoch: 5}}}", r"recipes.cola: unknown key 'finetune.epoch'; did you mean 'finetune.epochs'"),
+    ("{cola: {finetune: {learning_rate: -1}}}", r"recipes.cola: finetune.learning_rate: .*greater than 0"),
+    ("{cola: {calibration: {targets: [2]}}}", r"recipes.cola: \['calibration'\] cannot vary per task"),
+    ("{stsb: {finetune: {epochs: 1}}}", r"recipes: unknown task 'stsb'"),
+])
+def test_bad_recipes_are_refused_with_the_fix(recipe, message):
+    with pytest.raises(De3Error, match=message):
+        load_config(None, [f"recipes={recipe}"])

@@ -153,3 +153,18 @@ def test_a_tracking_store_that_is_down_stops_the_workflow_before_any_job(project
     assert f"the MLflow server at {uri} cannot be reached" in output
     assert "mlflow server --host 127.0.0.1" in output and "tracking: {enabled: false}" in output
     assert not (project / "data").exists()
+
+
+def test_a_recipe_reruns_only_its_task(tiny_run, tmp_path):
+    """A per-task recipe is a param of that task's stages only: Snakemake reruns rte's chain (and the
+    report), not sst2's."""
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(tiny_run, project, symlinks=True)
+    (project / "config" / "recipe.yaml").write_text("recipes:\n  rte:\n    finetune: {learning_rate: 1.0e-4}\n")
+    proc = run(["snakemake", "-n", "all", "--configfile", "config/test.yaml", "config/recipe.yaml"], project)
+    jobs = set(re.findall(r"(?:localrule|rule) (\w+):\n(?:.*\n)*?\s+output: (\S+)", proc.stdout))
+    outputs = {output for _, output in jobs}
+    assert any("rte/seed1/finetuned" in o for o in outputs) and not any("sst2/" in o for o in outputs), outputs
+    assert not any("prepared" in o for o in outputs)  # the recipe changes training, not the data

@@ -50,16 +50,20 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def _lookup(key):
-    node = SETTINGS.model_dump()
+def _lookup(settings, key):
+    node = settings.model_dump()
     for part in key.split("."):
         node = node[part]
     return node
 
 
 def stage_params(name):
-    """The config values a stage reads: a change to them reruns the stage (and what follows)."""
-    return {key: _lookup(key) for key in STAGES[name].params}
+    """The config values a stage reads, with its task's recipe applied (per job): a change to them
+    reruns the stage (and what follows)."""
+    keys = [key for key in STAGES[name].params if key != "recipes"]
+    if not STAGES[name].per_task:
+        return {key: _lookup(SETTINGS, key) for key in keys}
+    return lambda wildcards: {key: _lookup(SETTINGS.for_task(wildcards.task), key) for key in keys}
 
 
 def stage_input(name):
