@@ -498,6 +498,10 @@ def setup_lines(cfg) -> dict[str, str]:
         "calibration": f"targets {', '.join(f'{t:g}×' for t in cfg.calibration.targets)}; λ grid "
         f"{', '.join(f'{x:g}' for x in cfg.calibration.lambdas)}; {cfg.calibration.n_thresholds} thresholds per curve; "
         f"selection {cfg.calibration.selection}; calibrated curves over targets every {cfg.calibration.curve_step:g}×",
+        **({"per-task recipes": "; ".join(
+            f"{task}: " + ", ".join(f"{section}.{key} {value}" for section, keys in recipe.items()
+                                    for key, value in keys.items())
+            for task, recipe in cfg.recipes.items() if recipe)} if any(cfg.recipes.values()) else {}),
     }
 
 

@@ -162,8 +162,9 @@ def test_a_recipe_reruns_only_its_task(tiny_run, tmp_path):
 
     project = tmp_path / "project"
     shutil.copytree(tiny_run, project, symlinks=True)
-    (project / "config" / "recipe.yaml").write_text("recipes:\n  rte:\n    finetune: {learning_rate: 1.0e-4}\n")
-    proc = run(["snakemake", "-n", "all", "--configfile", "config/test.yaml", "config/recipe.yaml"], project)
+    config = project / "config" / "config.yaml"  # the same command line: only the recipe changes
+    config.write_text(config.read_text().replace("recipes: {}", "recipes:\n  rte:\n    finetune: {learning_rate: 1.0e-4}"))
+    proc = run(["snakemake", "-n", "all"], project)
     jobs = set(re.findall(r"(?:localrule|rule) (\w+):\n(?:.*\n)*?\s+output: (\S+)", proc.stdout))
     outputs = {output for _, output in jobs}
     assert any("rte/seed1/finetuned" in o for o in outputs) and not any("sst2/" in o for o in outputs), outputs
