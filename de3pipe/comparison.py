@@ -312,19 +312,20 @@ def compare_task(task: str, metric: str, runs: list[RunPoints], cfg: ReportConfi
 
 
 def _curves(runs, design, metric, name, full_values, full_reps) -> CurveSet:
-    def rows(r):
-        return r.rows(name, "curve")
+    """``name``'s calibrated curve per seed, with the full model's point (1x) first: on the data
+    (unit weights) and under every bootstrap replicate."""
 
-    speedups, metrics, speedup_reps, metric_reps = [], [], [], []
-    for s, (run, weights) in enumerate(zip(runs, design.weights, strict=True)):
-        sel = rows(run)
-        for w, sp_out, m_out, full in ((np.ones((len(run.labels), 1)), speedups, metrics, full_values[s:s + 1]),
-                                       (weights, speedup_reps, metric_reps, full_reps[s][None])):
-            sp = weighted_speedup(run.exit_layer[sel], run.num_layers, w)
-            m = weighted_metric(metric, run.labels, run.prediction[sel], w)
-            sp_out.append(np.concatenate([np.ones((1, w.shape[1])), sp]))
-            m_out.append(np.concatenate([np.broadcast_to(full, (1, w.shape[1])), m]))
-    return CurveSet([s[:, 0] for s in speedups], [m[:, 0] for m in metrics], speedup_reps, metric_reps)
+    def curve(run, weights, full):
+        rows = run.rows(name, "curve")
+        speedups = weighted_speedup(run.exit_layer[rows], run.num_layers, weights)
+        metrics = weighted_metric(metric, run.labels, run.prediction[rows], weights)
+        ones = np.ones((1, weights.shape[1]))
+        return np.concatenate([ones, speedups]), np.concatenate([ones * full, metrics])
+
+    on_data = [curve(r, np.ones((len(r.labels), 1)), full_values[s]) for s, r in enumerate(runs)]
+    replicated = [curve(r, w, full_reps[s]) for s, (r, w) in enumerate(zip(runs, design.weights, strict=True))]
+    return CurveSet([sp[:, 0] for sp, _ in on_data], [m[:, 0] for _, m in on_data],
+                    [sp for sp, _ in replicated], [m for _, m in replicated])
 
 
 def _target_view(out: TaskComparison, runs, design, metric, cfg: ReportConfig) -> None:
