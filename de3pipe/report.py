@@ -402,27 +402,36 @@ def plot_task(task: str, task_runs: list[dict], entry: dict, path: Path) -> None
     metric = entry["metric"]
     full = entry["gate"]["full_model"]["value"] * 100
     for name in order:
-        for i, run in enumerate(task_runs):
-            curves = run["_curves"]
-            if curves is None or "strategy" not in curves:
+        curves = []
+        for run in task_runs:
+            table = run["_curves"]
+            if table is None or "strategy" not in table:
                 continue
-            curve = curves[curves["strategy"] == name].sort_values("speedup")
-            if not len(curve):
-                continue
-            xs = np.concatenate([[1.0], curve["speedup"]])
-            ys = np.concatenate([[run["full_model"][metric] * 100], curve["metric"] * 100])
-            ax.plot(xs, ys, color=colors[name], alpha=0.9 if i == 0 else 0.35, lw=1.4 if i == 0 else 0.9,
-                    ls="--" if names[name].is_variant else "-", label=name if i == 0 else None,
-                    marker="." if len(curve) < 8 else None)
+            curve = table[table["strategy"] == name].sort_values("speedup", kind="stable")
+            if len(curve):
+                curves.append((np.concatenate([[1.0], curve["speedup"]]),
+                               np.concatenate([[run["full_model"][metric] * 100], curve["metric"] * 100])))
+        if not curves:
+            continue
+        # One line per strategy: with several seeds, their mean on a common grid up to the
+        # speed-up every seed's curve reaches (linear interpolation, as the comparison uses).
+        reach = min(xs.max() for xs, _ in curves)
+        grid = np.linspace(1.0, reach, 120) if len(curves) > 1 else curves[0][0]
+        mean = np.mean([np.interp(grid, xs, ys) for xs, ys in curves], axis=0) if len(curves) > 1 else curves[0][1]
+        ax.plot(grid, mean, color=colors[name], lw=1.5, ls="--" if names[name].is_variant else "-", label=name,
+                marker="." if len(curves) == 1 and len(grid) < 8 else None)
+        for run in task_runs:
             for point in run["strategies"].get(name, {}).values():
-                ax.scatter(point["speedup"], point[metric] * 100, color=colors[name], edgecolor="black", zorder=3, s=22)
+                ax.scatter(point["speedup"], point[metric] * 100, color=colors[name], edgecolor="black", zorder=3, s=16)
     ax.axhline(full, color="grey", ls="--", lw=1, label="full model")
     trivial = entry["gate"]["trivial"]["value"] * 100
     ax.axhline(trivial, color="black", ls=":", lw=1, label="trivial predictor")
     ax.set_xlabel("achieved test layer speed-up (×)")
     ax.set_ylabel(f"{metric} (test, ×100)")
     learned = "" if entry["gate"]["learned"] else " — NOT LEARNED"
-    ax.set_title(f"{task}: calibrated test curves{learned}\n(knobs chosen on validation; dots: named targets)", fontsize=10)
+    seeds = f"mean of {len(task_runs)} seeds" if len(task_runs) > 1 else "one seed"
+    ax.set_title(f"{task}: calibrated test curves{learned}\n(knobs chosen on validation; {seeds}; dots: named targets "
+                 "per seed)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
