@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +141,9 @@ print(json.dumps({"schema": "first_confident" in enum, "order": display_order()[
                   "curve": bool((curves["strategy"] == "first_confident").any())}))
 """
     )
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    root = Path(__file__).parents[1]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=root, env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {
         "schema": True, "order": "control_maxprob", "thresholds": True, "evaluated": True, "curve": True}
