@@ -40,7 +40,10 @@ def collect(metrics_files: list[Path]) -> list[dict]:
                 results.get("strategies"), dict):
             raise De3Error(f"evaluation metrics {path} lack task, full_model or strategies; re-run `de3pipe evaluate`")
         curves_file = path.parent / "test_curves.csv"
-        results["_curves"] = pd.read_csv(curves_file) if curves_file.is_file() else None
+        try:
+            results["_curves"] = pd.read_csv(curves_file) if curves_file.is_file() else None
+        except pd.errors.EmptyDataError:  # no strategy had a calibrated curve point
+            results["_curves"] = None
         results["_points"] = path.parent / POINTS_FILE
         results["_dir"] = path.parent.parent  # the run folder: <results>/<task>/seed<seed>/
         runs.append(results)

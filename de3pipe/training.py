@@ -67,7 +67,7 @@ def _step_record(step: int, lr: float, loss: torch.Tensor, per_layer: torch.Tens
     """One optimiser step's training-curve point: the loss, each exit's loss (``layer_name``) and the
     learning rate the step used (the MLflow run charts these against the step)."""
     per_exit = {f"{layer_name}.layer{m}": v for m, v in enumerate(per_layer.tolist(), 1)}
-    return {"step": step, "lr": lr, "loss": float(loss), **per_exit}
+    return {"step": step, "lr": lr, "loss": float(loss.detach()), **per_exit}
 
 
 def stop_unless_finite(per_layer: torch.Tensor, what: str, stage: str, step: int) -> None:
