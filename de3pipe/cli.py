@@ -140,11 +140,11 @@ def _log_training(run, summary: dict, key: str, out: Path) -> None:
     run.log_artifact(out / "train_metrics.json")
 
 
-def _log_splits(run, prepared, names, context: str | None = None) -> None:
+def _log_splits(run, prepared, names) -> None:
     """The prepared splits a stage read, as MLflow dataset inputs."""
     for name in names:
         rows = prepared.info["splits"][name]["rows"]
-        run.log_dataset(f"{prepared.task.name}-{name}", prepared.path / f"{name}.parquet", context or name, rows,
+        run.log_dataset(f"{prepared.task.name}-{name}", prepared.path / f"{name}.parquet", name, rows,
                         prepared.info.get("source"))
 
 
@@ -347,9 +347,9 @@ def evaluate(
 
 
 def _log_splits_of_signals(run, signals) -> None:
-    path = signals.meta.get("_path")
-    if path:
-        run.log_dataset(f"{signals.meta['task']}-{signals.meta['split']}-signals", path, signals.meta["split"],
+    """A signals file a stage read, as an MLflow dataset input."""
+    if signals.source is not None:
+        run.log_dataset(f"{signals.meta['task']}-{signals.meta['split']}-signals", signals.source, signals.meta["split"],
                         signals.num_samples, signals.meta.get("checkpoint"))
 
 

@@ -100,6 +100,8 @@ class Signals:
     nodar_r1: np.ndarray | None = None  # (N, M-1) r1, r2, DR against the no-DAR class means
     nodar_r2: np.ndarray | None = None
     nodar_dr: np.ndarray | None = None
+    source: Path | None = field(default=None, compare=False)  # the file it was loaded from, if any
+    _views: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # view() results
 
     ARRAYS = ("log_probs", "pred", "entropy", "r1", "r2", "dr", "labels", "idx")
     CONTROL_ARRAYS = ("control_log_probs", "nodar_r1", "nodar_r2", "nodar_dr")
@@ -139,6 +141,11 @@ class Signals:
         for those to the no-DAR class means; None is the signals themselves."""
         if kind is None:
             return self
+        if kind not in self._views:  # every frozen point of a variant replays on the same view
+            self._views[kind] = self._make_view(kind)
+        return self._views[kind]
+
+    def _make_view(self, kind: str) -> Signals:
         if not self.has_controls:
             raise De3Error(
                 f"the {kind!r} strategies need the study controls: set prototypes.controls: true "
@@ -164,8 +171,7 @@ class Signals:
     def save(self, path: str | Path) -> None:
         arrays = {name: getattr(self, name) for name in self.ARRAYS}
         arrays |= {name: getattr(self, name) for name in self.CONTROL_ARRAYS if getattr(self, name) is not None}
-        stored = {k: v for k, v in self.meta.items() if not k.startswith("_")}  # "_path": where it was read from
-        write_npz(path, meta=np.array(json.dumps(stored)), **arrays)
+        write_npz(path, meta=np.array(json.dumps(self.meta)), **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> Signals:
@@ -182,7 +188,7 @@ class Signals:
         problem = _shape_problem(arrays, meta)
         if problem:
             raise De3Error(f"signals file {path} is malformed: {problem}; re-run `de3pipe signals`")
-        return cls(**arrays, meta=meta | {"_path": str(path)})
+        return cls(**arrays, meta=meta, source=path)
 
     @classmethod
     def concatenate(cls, layers: list[list[LayerSignals]], labels: np.ndarray, idx: np.ndarray, meta: dict) -> Signals:
