@@ -201,6 +201,11 @@ class Design:
         seed_draws = rng.integers(0, len(runs), size=(n_rep, len(runs)))
         return cls(weights, seed_draws, cfg.confidence)
 
+    def columns(self, seed: int) -> np.ndarray:
+        """Seed ``seed``'s weight columns: the data itself (unit weights) first, then every replicate."""
+        weights = self.weights[seed]
+        return np.hstack([np.ones((weights.shape[0], 1)), weights])
+
     def combine(self, values: np.ndarray, replicates: np.ndarray, paired: bool = False) -> Estimate:
         """Mean over seeds of per-seed ``values`` (S,) with per-seed ``replicates`` (S, B)."""
         value = float(np.mean(values))
@@ -229,14 +234,10 @@ class CurveSet:
 
     def at(self, speedups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per seed, interpolated at ``speedups``: values (S, A) and replicates (S, A, B)."""
-        values = np.stack([np.interp(speedups, *_sorted(s, m)) for s, m in zip(self.speedups, self.metrics, strict=True)])
+        values = np.stack([interpolate(s[:, None], m[:, None], speedups)[:, 0]
+                           for s, m in zip(self.speedups, self.metrics, strict=True)])
         reps = np.stack([interpolate(s, m, speedups) for s, m in zip(self.speedup_reps, self.metric_reps, strict=True)])
         return values, reps
-
-
-def _sorted(speedups: np.ndarray, metrics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(speedups, kind="stable")
-    return speedups[order], metrics[order]
 
 
 @dataclass
@@ -250,6 +251,7 @@ class TaskComparison:
     differences: dict = field(default_factory=dict)  # comparison -> key ("2" or "area") -> Estimate
     targets: dict = field(default_factory=dict)  # strategy -> target -> {"metric", "speedup", "off_target", ...}
     calibration_error: dict = field(default_factory=dict)  # strategy -> target -> Estimate (relative)
+    mean_calibration_error: dict = field(default_factory=dict)  # strategy -> mean |relative error| over targets
     per_lambda: dict = field(default_factory=dict)  # lambda -> target -> {"metric", "speedup"}
 
     @property
@@ -258,10 +260,10 @@ class TaskComparison:
 
 
 def _per_seed(runs: list[RunPoints], design: Design, fn) -> tuple[np.ndarray, np.ndarray]:
-    """Stack fn(run, ones) and fn(run, weights) over seeds: values (S, ...) and replicates (S, ..., B)."""
-    values = np.stack([fn(r, np.ones((len(r.labels), 1)))[..., 0] for r in runs])
-    reps = np.stack([fn(r, w) for r, w in zip(runs, design.weights, strict=True)])
-    return values, reps
+    """fn(run, weight columns) over the seeds, in one pass: values on the data (S, ...) and
+    replicates (S, ..., B)."""
+    out = np.stack([fn(r, design.columns(s)) for s, r in enumerate(runs)])
+    return out[..., 0], out[..., 1:]
 
 
 def compare_task(task: str, metric: str, runs: list[RunPoints], cfg: ReportConfig) -> TaskComparison:
@@ -313,32 +315,34 @@ def compare_task(task: str, metric: str, runs: list[RunPoints], cfg: ReportConfi
 
 def _curves(runs, design, metric, name, full_values, full_reps) -> CurveSet:
     """``name``'s calibrated curve per seed, with the full model's point (1x) first: on the data
-    (unit weights) and under every bootstrap replicate."""
+    and under every bootstrap replicate."""
 
-    def curve(run, weights, full):
+    def curve(run, weights):
         rows = run.rows(name, "curve")
         speedups = weighted_speedup(run.exit_layer[rows], run.num_layers, weights)
-        metrics = weighted_metric(metric, run.labels, run.prediction[rows], weights)
-        ones = np.ones((1, weights.shape[1]))
-        return np.concatenate([ones, speedups]), np.concatenate([ones * full, metrics])
+        return speedups, weighted_metric(metric, run.labels, run.prediction[rows], weights)
 
-    on_data = [curve(r, np.ones((len(r.labels), 1)), full_values[s]) for s, r in enumerate(runs)]
-    replicated = [curve(r, w, full_reps[s]) for s, (r, w) in enumerate(zip(runs, design.weights, strict=True))]
-    return CurveSet([sp[:, 0] for sp, _ in on_data], [m[:, 0] for _, m in on_data],
-                    [sp for sp, _ in replicated], [m for _, m in replicated])
+    per_seed = [curve(r, design.columns(s)) for s, r in enumerate(runs)]
+    full = [np.concatenate([[full_values[s]], full_reps[s]]) for s in range(len(runs))]
+    speedups = [np.vstack([np.ones(len(f)), sp]) for f, (sp, _) in zip(full, per_seed, strict=True)]
+    metrics = [np.vstack([f, m]) for f, (_, m) in zip(full, per_seed, strict=True)]
+    return CurveSet([sp[:, 0] for sp in speedups], [m[:, 0] for m in metrics],
+                    [sp[:, 1:] for sp in speedups], [m[:, 1:] for m in metrics])
 
 
 def _target_view(out: TaskComparison, runs, design, metric, cfg: ReportConfig) -> None:
     """The secondary view at the nominal targets, the calibration error and lambda sensitivity."""
 
     def point(name, kind, target, lam=None):
-        def fn(kind_of):
-            def stat(r, w):
-                row = r.rows(name, kind, target, lam)
-                return (weighted_metric(metric, r.labels, r.prediction[row], w)[0] if kind_of == "metric"
-                        else weighted_speedup(r.exit_layer[row], r.num_layers, w)[0])
-            return stat
-        return _per_seed(runs, design, fn("metric")), _per_seed(runs, design, fn("speedup"))
+        """Metric and speed-up of one frozen point: ((values, replicates), (values, replicates))."""
+
+        def both(r, w):
+            row = r.rows(name, kind, target, lam)
+            return np.stack([weighted_metric(metric, r.labels, r.prediction[row], w)[0],
+                             weighted_speedup(r.exit_layer[row], r.num_layers, w)[0]])
+
+        values, reps = _per_seed(runs, design, both)
+        return (values[:, 0], reps[:, 0]), (values[:, 1], reps[:, 1])
 
     table = runs[0].table
     for name in runs[0].strategies("target"):
@@ -352,6 +356,9 @@ def _target_view(out: TaskComparison, runs, design, metric, cfg: ReportConfig) -
                 entry["off_target"] = abs(error.value) > cfg.target_tolerance
                 out.calibration_error.setdefault(name, {})[key] = error
             out.targets.setdefault(name, {})[key] = entry
+    out.mean_calibration_error = {  # over the named targets, of the values on the data
+        name: float(np.mean([abs(e.value) for e in errors.values()])) for name, errors in out.calibration_error.items()
+    }
     lam_rows = table[table["kind"] == "lambda"]
     for (name, lam, target), _ in lam_rows.groupby(["strategy", "lam", "target"], sort=True):
         if name != "de3":

@@ -272,8 +272,8 @@ def _calibration_markdown(entries, headers) -> list[str]:
             continue
         for target in sorted({t for p in per_target for t in p}, key=float):
             rows.append([name, f"{target}×", *(_interval(p.get(target), signed=True) for p in per_target)])
-        rows.append([name, "mean abs.", *(f"{np.mean([abs(v['value']) for v in p.values()]) * 100:.1f}" if p else "–"
-                                          for p in per_target)])
+        rows.append([name, "mean abs.", *(f"{e['mean_calibration_error'][name] * 100:.1f}" if name in
+                                          e["mean_calibration_error"] else "–" for e in entries)])
     return [
         "", "## Calibration error per task", "",
         "Achieved test speed-up of the point frozen for a target, relative to the target, in % (interval); negative: "
@@ -374,7 +374,7 @@ def findings(summary: dict) -> list[str]:
         significant = [f"{other} at {k}{'' if k == 'area' else '×'} ({_interval(v, signed=True)})"
                        for other, d in e["differences"].items() for k, v in d.items() if v.get("significant")]
         out.append(f"{task}: differences significant after correction: " + (", ".join(significant) or "none") + ".")
-        errors = {n: np.mean([abs(v["value"]) for v in t.values()]) * 100 for n, t in e["calibration_error"].items()}
+        errors = {n: error * 100 for n, error in e["mean_calibration_error"].items()}
         shown = [n for n in ("de3", "entropy", CONTROL) if n in errors]
         if shown:
             out.append(f"{task}: calibration, mean |achieved test speed-up / target − 1|: "
