@@ -137,17 +137,18 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 class RunLogger:
-    """What a job logs into its run; ``None`` run id (tracking off) makes every call a no-op."""
+    """What a job logs into its run, every call within the job's tracking budget; ``None`` run id
+    (tracking off, or the store failed) makes every call a no-op."""
 
     def __init__(self, client, run_id: str | None, budget: _Budget | None = None):
         self.client, self.run_id, self.budget = client, run_id, budget
 
     @property
     def active(self) -> bool:
-        return self.run_id is not None and not (self.budget is not None and self.budget.failed)
+        return self.run_id is not None and not self.budget.failed
 
     def _call(self, fn, *args, **kwargs):
-        return self.budget.call(fn, *args, **kwargs) if self.budget is not None else _retry(fn, *args, **kwargs)
+        return self.budget.call(fn, *args, **kwargs)
 
     def log_params(self, params: dict[str, Any]) -> None:
         if self.active and params:
@@ -158,31 +159,21 @@ class RunLogger:
                 self._call(self.client.log_batch, self.run_id, params=items[start : start + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        if self.active and metrics:
-            from mlflow.entities import Metric
-
-            now = int(time.time() * 1000)
-            items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
-            for start in range(0, len(items), 1000):
-                self._call(self.client.log_batch, self.run_id, metrics=items[start : start + 1000])
+        self.log_curve([{"step": step or 0, **metrics}] if metrics else [])
 
     def log_per_layer(self, name: str, values: list[float]) -> None:
         """A per-layer curve: ``step`` is the 1-based layer, so the MLflow UI draws it against depth."""
-        if self.active:
-            from mlflow.entities import Metric
+        self.log_curve([{"step": layer, name: v} for layer, v in enumerate(values, start=1)])
 
-            now = int(time.time() * 1000)
-            items = [Metric(name, float(v), now, layer) for layer, v in enumerate(values, start=1)]
-            self._call(self.client.log_batch, self.run_id, metrics=items)
-
-    def log_curve(self, rows: list[dict[str, float]], step_key: str = "step") -> None:
-        """Many metrics, each row at its own step (a training curve: loss, lr per optimiser step)."""
+    def log_curve(self, rows: list[dict[str, float]]) -> None:
+        """Metrics, each row at its own ``step`` (a training curve: loss, lr per optimiser step); the one
+        path every metric takes."""
         if self.active and rows:
             from mlflow.entities import Metric
 
             now = int(time.time() * 1000)
-            items = [Metric(k, float(v), now, int(row[step_key])) for row in rows for k, v in row.items()
-                     if k != step_key and v is not None]
+            items = [Metric(k, float(v), now, int(row["step"])) for row in rows for k, v in row.items()
+                     if k != "step" and v is not None]
             for start in range(0, len(items), 1000):  # MLflow's batch limit for metrics
                 self._call(self.client.log_batch, self.run_id, metrics=items[start : start + 1000])
 
@@ -226,9 +217,8 @@ class RunLogger:
 
 
 @contextlib.contextmanager
-def _run(client, experiment_id: str | None, name: str, tags: dict[str, Any], budget: _Budget | None = None
-         ) -> Iterator[RunLogger]:
-    call = budget.call if budget is not None else _retry
+def _run(client, experiment_id: str | None, name: str, tags: dict[str, Any], budget: _Budget) -> Iterator[RunLogger]:
+    call = budget.call
     run = None if experiment_id is None else call(
         client.create_run, experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
     if run is None:  # the store failed: the job goes on untracked
