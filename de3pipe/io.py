@@ -101,8 +101,8 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
         handle.write("\n")
 
 
-def read_json(path: str | os.PathLike, what: str = "file", mapping: bool = True) -> Any:
-    """A JSON file (by default it must hold an object), or one clear error naming ``what``."""
+def read_json(path: str | os.PathLike, what: str = "file") -> dict[str, Any]:
+    """A JSON file holding an object, or one clear error naming ``what``."""
     path = Path(path)
     if not path.is_file():
         raise De3Error(f"{what} {path} does not exist")
@@ -110,7 +110,7 @@ def read_json(path: str | os.PathLike, what: str = "file", mapping: bool = True)
         loaded = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise De3Error(f"{what} {path} is not valid JSON, or truncated ({exc}); regenerate it") from None
-    if mapping and not isinstance(loaded, dict):
+    if not isinstance(loaded, dict):
         raise De3Error(f"{what} {path} holds a JSON {type(loaded).__name__}, not an object; regenerate it")
     return loaded
 

@@ -70,14 +70,16 @@ def _step_record(step: int, lr: float, loss: torch.Tensor, per_layer: torch.Tens
     return {"step": step, "lr": lr, "loss": float(loss.detach()), **per_exit}
 
 
+def _not_finite(stage: str, what: str, step: int) -> De3Error:
+    return De3Error(f"{stage}: {what} is not finite at step {step + 1}; nothing was written. "
+                    "Lower the stage's learning_rate or check the training data")
+
+
 def stop_unless_finite(per_layer: torch.Tensor, what: str, stage: str, step: int) -> None:
     """One clear line, naming the layer and the step, when a per-layer loss is NaN or infinite."""
     bad = (~torch.isfinite(per_layer.detach())).nonzero()
     if len(bad):
-        raise De3Error(
-            f"{stage}: {what} of layer {int(bad[0, 0]) + 1} is not finite at step {step + 1}; nothing was written. "
-            "Lower the stage's learning_rate or check the training data"
-        )
+        raise _not_finite(stage, f"{what} of layer {int(bad[0, 0]) + 1}", step)
 
 
 _LAYER_OF_PARAMETER = re.compile(r"(?:encoder\.layer|classifiers|poolers|prototype_nets|heads)\.(\d+)\.")
@@ -93,10 +95,7 @@ def _optimizer_step(loss: torch.Tensor, named: list[tuple[str, nn.Parameter]], o
         name = next(n for n, p in named if p.grad is not None and not torch.isfinite(p.grad).all())
         match = _LAYER_OF_PARAMETER.search(name)
         where = f"layer {int(match.group(1)) + 1} ({name})" if match else name
-        raise De3Error(
-            f"{stage}: the gradient of {where} is not finite at step {step + 1}; nothing was written. "
-            "Lower the stage's learning_rate or check the training data"
-        )
+        raise _not_finite(stage, f"the gradient of {where}", step)
     nn.utils.clip_grads_with_norm_(params, max_grad_norm, norm)
     optimizer.step()
     scheduler.step()
