@@ -142,10 +142,12 @@ def _log_training(run, summary: dict, key: str, out: Path) -> None:
 
 def _log_splits(run, prepared, names) -> None:
     """The prepared splits a stage read, as MLflow dataset inputs."""
+    from de3pipe.data.prepare import source_label
+
     for name in names:
         rows = prepared.info["splits"][name]["rows"]
         run.log_dataset(f"{prepared.task.name}-{name}", prepared.path / f"{name}.parquet", name, rows,
-                        prepared.info.get("source"))
+                        source_label(prepared.info.get("source")))
 
 
 @app.command()

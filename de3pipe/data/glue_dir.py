@@ -8,6 +8,7 @@ Every problem is reported with the file and line that caused it.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from pathlib import Path
 
@@ -86,6 +87,15 @@ def read_tsv(path: Path, spec: TsvFile, task: GlueTask) -> pd.DataFrame:
             record["label"] = label_index[raw]
         records.append(record)
     return pd.DataFrame.from_records(records, columns=COLUMNS)
+
+
+def fingerprint(glue_dir: Path, task: GlueTask) -> dict[str, str]:
+    """sha256 of each file the task reads, keyed by its path inside the GLUE folder."""
+    folder = glue_dir / task.glue_dir_name
+    return {
+        f"{task.glue_dir_name}/{spec.name}": hashlib.sha256((folder / spec.name).read_bytes()).hexdigest()
+        for spec, _ in task.splits.values()
+    }
 
 
 def read_task(glue_dir: Path, task: GlueTask) -> dict[str, pd.DataFrame]:

@@ -8,6 +8,8 @@ submission files are made from it) and MNLI's ``test_mismatched`` / ``submit_mis
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +26,32 @@ from de3pipe.tasks import GlueTask, get_task
 DATASET_INFO = "dataset.json"
 
 
-def load_raw(task: GlueTask, cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], str]:
+def load_raw(task: GlueTask, cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The task's raw splits and where they came from: the kind of source and a fingerprint of its
+    contents (sha256 per file), never the path it was reached through, so the prepared bytes do not
+    depend on where the GLUE folder lives."""
     folder = cfg.resolved_glue_dir()
     if cfg.source == "glue_dir" or (cfg.source == "auto" and folder is not None):
         if folder is None:
             raise De3Error("data.source is glue_dir but neither data.glue_dir nor $GLUE_DIR is set")
-        return glue_dir.read_task(folder, task), f"glue_dir:{folder}"
-    return hub.read_task(task), f"hub:{hub.HUB_DATASET}"
+        return glue_dir.read_task(folder, task), {"kind": "glue_dir", "sha256": glue_dir.fingerprint(folder, task)}
+    frames = hub.read_task(task)
+    return frames, {"kind": "hub", "dataset": hub.HUB_DATASET, "sha256": _frames_fingerprint(frames)}
+
+
+def _frames_fingerprint(frames: dict[str, pd.DataFrame]) -> dict[str, str]:
+    return {
+        split: hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
+        for split, frame in frames.items()
+    }
+
+
+def source_label(source: dict | str | None) -> str | None:
+    """A short human-readable origin for tracking: the source kind and a digest of its fingerprint."""
+    if not isinstance(source, dict):
+        return source
+    digest = hashlib.sha256(json.dumps(source.get("sha256"), sort_keys=True).encode()).hexdigest()[:12]
+    return f"{source.get('kind')}:{source.get('dataset', 'GLUE TSV')}@sha256:{digest}"
 
 
 def _stratified_take(frame: pd.DataFrame, size: float | int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -137,7 +158,7 @@ def prepare_task(task_name: str, cfg: DataConfig, seed: int, out_dir: Path, over
         "source": source,
         "seed": seed,
         "validation": carving,
-        "data_config": cfg.model_dump(),
+        "data_config": cfg.model_dump(exclude={"glue_dir"}),  # where the folder lives is not content
         "splits": {name: split_stats(frame, task) for name, frame in splits.items()},
     }
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:

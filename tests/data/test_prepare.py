@@ -146,3 +146,29 @@ def test_a_validation_size_that_is_neither_fraction_nor_count_is_refused(size):
 
     with pytest.raises(De3Error, match="data.validation_size: .*fraction below 1 .* or a whole number of rows"):
         load_config(None, [f"data.validation_size={size}"])
+
+
+def test_prepared_bytes_do_not_depend_on_the_path_to_the_data(tmp_path, monkeypatch):
+    glue = write_sst2(tmp_path / "glue", n_train=60)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "link").symlink_to(glue)
+    monkeypatch.chdir(tmp_path)
+    spellings = [str(glue), "glue", "./elsewhere/link"]
+    for n, spelling in enumerate(spellings):
+        prepare_task("sst2", DataConfig(glue_dir=spelling, validation_size=10), 0, tmp_path / f"out{n}")
+    for name in ("dataset.json", "train.parquet", "validation.parquet", "test.parquet", "submit.parquet"):
+        assert len({(tmp_path / f"out{n}" / name).read_bytes() for n in range(len(spellings))}) == 1, name
+    source = json.loads((tmp_path / "out0" / "dataset.json").read_text())["source"]
+    assert source["kind"] == "glue_dir" and set(source["sha256"]) == {"SST-2/train.tsv", "SST-2/dev.tsv", "SST-2/test.tsv"}
+    assert str(tmp_path) not in (tmp_path / "out0" / "dataset.json").read_text()
+
+
+def test_the_fingerprint_follows_the_contents(tmp_path):
+    glue = write_sst2(tmp_path / "glue", n_train=60)
+    cfg = DataConfig(glue_dir=str(glue), validation_size=10)
+    before = prepare_task("sst2", cfg, 0, tmp_path / "a")["source"]
+    with open(glue / "SST-2" / "test.tsv", "a") as f:
+        f.write("999\tone more sentence\n")
+    after = prepare_task("sst2", cfg, 0, tmp_path / "b")["source"]
+    assert before["sha256"]["SST-2/train.tsv"] == after["sha256"]["SST-2/train.tsv"]
+    assert before["sha256"]["SST-2/test.tsv"] != after["sha256"]["SST-2/test.tsv"]
