@@ -1,24 +1,30 @@
-"""Training and pipeline cost (issue: benchmarks §3).
+"""Training and pipeline cost.
 
-1. Stage-1 multi-exit training throughput against plain Hugging Face sequence-classification
-   fine-tuning of the same backbone, same batches, same optimiser, in one process (ratio; goal
-   >= 0.9).
-2. Stage-2 (prototypes) time against stage-1 time, from the finished runs' train_metrics.json.
-3. No-op cost of a finished pipeline: `snakemake -n all` and `dvc status` (goal <= 5 s each).
+1. Stage-1 training options, each a real `finetune` run of one task with its recipe from the
+   config, on the same prepared data and seed: throughput (training samples per second, the
+   per-epoch validation passes excluded), padding and the validation metric of the last exit,
+   for fp32 with uniformly shuffled batches (the former default) and each option added in turn.
+2. Plain Hugging Face fine-tuning of the same backbone as the reference: AutoModelForSequence-
+   Classification, fp32, uniformly shuffled batches, the same data, epochs, optimiser and schedule;
+   throughput and validation metric. Ratio = the config's stage-1 throughput / this (goal >= 1.3
+   at equal validation metric).
+3. Stage-2 (prototypes) time against stage-1 time, from the finished runs' train_metrics.json.
+4. No-op cost of a finished pipeline: `snakemake -n all` and `dvc status` (goal <= 5 s each).
 
 Writes benchmarks/results/training.json and prints the figures.
 
-    python benchmarks/training.py [--task sst2] [--steps 30] [--batch-size 32]
+    python benchmarks/training.py [--task sst2] [--config config/config.yaml]
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
+import math
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,84 +33,116 @@ from machine import describe_machine
 
 RESULTS = Path(__file__).parent / "results"
 
+# Each row adds one option to the one before; the first is the former default.
+OPTIONS = {
+    "fp32, shuffled batches": {"precision": "fp32", "group_by_length": False, "freeze_word_embeddings": False},
+    "+ bf16 autocast": {"precision": "bf16", "group_by_length": False, "freeze_word_embeddings": False},
+    "+ length-grouped batches": {"precision": "bf16", "group_by_length": True, "freeze_word_embeddings": False},
+    "+ frozen word embeddings": {"precision": "bf16", "group_by_length": True, "freeze_word_embeddings": True},
+}
 
-def _batches(task_name: str, batch_size: int, steps: int, max_length: int):
-    """The same `steps` training batches for both models, from a prepared run or the GLUE files."""
-    from de3pipe.batching import collate, encode_split
+
+def _task_config(config: Path, task_name: str, finetune: dict | None = None):
     from de3pipe.config import load_config
-    from de3pipe.data.prepare import PreparedData, prepare_task
-    from de3pipe.modeling.backbone import load_tokenizer, resolve_model_path
-    from de3pipe.training import _shuffled_batches
 
-    cfg = load_config(None, [f"model.max_length={max_length}"])
-    runs = sorted(Path("data").glob(f"{task_name}/seed*/prepared"))
-    if not runs:  # no pipeline run yet: prepare the task once, here
-        runs = [RESULTS / f".{task_name}-prepared"]
-        if not runs[0].is_dir():
-            prepare_task(task_name, cfg.data, 0, runs[0])
-    data = PreparedData.open(runs[0])
-    path = resolve_model_path(cfg.model.name_or_path)
-    tokenizer = load_tokenizer(path)
-    encoded = encode_split(data.split("train"), tokenizer, max_length)
-    epoch = list(_shuffled_batches(len(encoded), batch_size, torch.Generator().manual_seed(0)))
-    batches = []
-    for rows in itertools.islice(itertools.cycle(epoch), steps):  # stage 1's own batch order
-        batch = collate(tokenizer, [encoded.features[i] for i in rows], "cpu")
-        batches.append((batch, torch.tensor(encoded.labels[rows])))
-    return data.task, cfg, path, batches
+    cfg = load_config(config, []).for_task(task_name)
+    if finetune:
+        cfg = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update=finetune)})
+    return cfg
 
 
-def _time_steps(step_fn, batches, warmup: int = 3) -> float:
-    """Samples per second over the batches after `warmup` untimed steps."""
-    for batch, labels in batches[:warmup]:
-        step_fn(batch, labels)
-    start = time.perf_counter()
-    for batch, labels in batches[warmup:]:
-        step_fn(batch, labels)
-    seconds = time.perf_counter() - start
-    return sum(len(labels) for _, labels in batches[warmup:]) / seconds
+def finetune_run(data, cfg, out: Path) -> dict:
+    """One stage-1 run: samples/s over the training steps, padding, validation metric of the last exit."""
+    from de3pipe.training import finetune
+
+    summary = finetune(data, cfg, out, overwrite=True, progress=False)
+    samples = min(summary["steps"] * cfg.finetune.batch_size, math.ceil(cfg.finetune.epochs * summary["train_samples"]))
+    metric = data.task.metrics[0]
+    return {
+        "samples_per_second": samples / (summary["seconds"] - summary["validation_seconds"]),
+        "train_seconds": summary["seconds"] - summary["validation_seconds"],
+        "padding_fraction": summary["padding_fraction"],
+        "precision": summary["precision"],
+        "validation_metric": summary["epochs"][-1]["validation"][-1][metric],
+    }
 
 
-def training_throughput(task_name: str, steps: int, batch_size: int, max_length: int) -> dict:
+def hf_finetune_run(data, cfg) -> dict:
+    """Plain Hugging Face fine-tuning of the same backbone: fp32, uniformly shuffled batches."""
     from transformers import AutoModelForSequenceClassification
 
-    from de3pipe.modeling import MultiExitModel
-    from de3pipe.training import _ic_loss, _optimizer, _optimizer_step, layer_weights
+    from de3pipe.batching import collate, encode_split
+    from de3pipe.metrics import task_metrics
+    from de3pipe.modeling.backbone import load_tokenizer, resolve_model_path
+    from de3pipe.training import _optimizer, _optimizer_step, _shuffled_batches, _total_steps, seed_everything
 
-    task, cfg, path, batches = _batches(task_name, batch_size, steps, max_length)
-    torch.manual_seed(0)
-    multi, _ = MultiExitModel.from_base(str(path), task, cfg.model)
-    multi.train()
-    optimizer, scheduler = _optimizer(list(multi.named_parameters()), cfg.finetune, steps)
-    weights = layer_weights(multi.num_layers, cfg.finetune.layer_weighting)
+    seed_everything(cfg.seed)
+    path = resolve_model_path(cfg.model.name_or_path)
+    tokenizer = load_tokenizer(path)
+    train = encode_split(data.split("train"), tokenizer, cfg.model.max_length)
+    validation = encode_split(data.split("validation"), tokenizer, cfg.model.max_length)
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=data.task.num_labels)
+    opt = cfg.finetune
+    per_epoch, total = _total_steps(len(train), opt)
+    named = list(model.named_parameters())
+    optimizer, scheduler = _optimizer(named, opt, total)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    step, samples, start = 0, 0, time.perf_counter()
+    model.train()
+    for _ in range(math.ceil(total / per_epoch)):
+        for rows in _shuffled_batches(len(train), opt.batch_size, generator):
+            batch = collate(tokenizer, [train.features[i] for i in rows])
+            loss = model(**batch, labels=torch.tensor(train.labels[rows])).loss
+            _optimizer_step(loss, named, optimizer, scheduler, opt.max_grad_norm, "plain", step)
+            step, samples = step + 1, samples + len(rows)
+            if step >= total:
+                break
+    seconds = time.perf_counter() - start
+    model.eval()
+    predictions = []
+    with torch.inference_mode():
+        for begin in range(0, len(validation), opt.eval_batch_size):
+            batch = collate(tokenizer, validation.features[begin : begin + opt.eval_batch_size])
+            predictions.append(model(**batch).logits.argmax(-1))
+    metric = data.task.metrics[0]
+    return {
+        "samples_per_second": samples / seconds,
+        "train_seconds": seconds,
+        "validation_metric": task_metrics(data.task, validation.labels, torch.cat(predictions).numpy())[metric],
+    }
 
-    def multi_step(batch, labels):
-        logits, _ = multi(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-        _optimizer_step(_ic_loss(logits, labels, weights, 0)[0], list(multi.named_parameters()), optimizer, scheduler, 1.0,
-                        "multi-exit", 0)
 
-    plain = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=task.num_labels)
-    plain.train()
-    plain_optimizer, plain_scheduler = _optimizer(list(plain.named_parameters()), cfg.finetune, steps)
+def training_options(task_name: str, config: Path) -> dict:
+    from de3pipe.data.prepare import PreparedData, prepare_task
 
-    def plain_step(batch, labels):
-        loss = plain(**batch, labels=labels).loss
-        _optimizer_step(loss, list(plain.named_parameters()), plain_optimizer, plain_scheduler, 1.0, "plain", 0)
-
-    # Interleave the two a few times so neither profits from a quieter moment of the machine.
-    multi_rates, plain_rates = [], []
-    for _ in range(2):
-        multi_rates.append(_time_steps(multi_step, batches))
-        plain_rates.append(_time_steps(plain_step, batches))
-    multi_rate, plain_rate = max(multi_rates), max(plain_rates)
+    cfg = _task_config(config, task_name)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepare_task(task_name, cfg.data, cfg.seed, Path(tmp) / "prepared")
+        data = PreparedData.open(Path(tmp) / "prepared")
+        rows = {}
+        for label, options in OPTIONS.items():
+            rows[label] = finetune_run(data, _task_config(config, task_name, options), Path(tmp) / "finetuned")
+            print(f"  {label}: {rows[label]['samples_per_second']:.1f} samples/s, padding "
+                  f"{rows[label]['padding_fraction']:.0%}, validation {data.task.metrics[0]} "
+                  f"{rows[label]['validation_metric']:.4f}", flush=True)
+        chosen = {k: getattr(cfg.finetune, k) for k in OPTIONS["fp32, shuffled batches"]}
+        default = next((label for label, options in OPTIONS.items() if options == chosen), None)
+        if default is None:
+            rows["config"] = finetune_run(data, cfg, Path(tmp) / "finetuned")
+            default = "config"
+        hf = hf_finetune_run(data, cfg)
+    print(f"  Hugging Face fp32: {hf['samples_per_second']:.1f} samples/s, validation {hf['validation_metric']:.4f}")
     return {
         "task": task_name,
-        "batch_size": batch_size,
-        "max_length": max_length,
-        "timed_steps": steps - 3,
-        "multi_exit_samples_per_second": multi_rate,
-        "hf_sequence_classification_samples_per_second": plain_rate,
-        "ratio": multi_rate / plain_rate,
+        "train_samples": data.info["splits"]["train"]["rows"],
+        "epochs": cfg.finetune.epochs,
+        "batch_size": cfg.finetune.batch_size,
+        "max_length": cfg.model.max_length,
+        "metric": data.task.metrics[0],
+        "options": rows,
+        "config_default": default,
+        "hugging_face": hf,
+        "ratio": rows[default]["samples_per_second"] / hf["samples_per_second"],
     }
 
 
@@ -132,24 +170,23 @@ def noop_cost(repeats: int = 3) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="sst2")
+    parser.add_argument("--task", action="append", help="task(s) of the options table (default: sst2 and rte)")
+    parser.add_argument("--config", type=Path, default=Path("config/config.yaml"))
     parser.add_argument("--results", type=Path, default=Path("data"), help="results folder whose stage times to compare")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=128)
     args = parser.parse_args()
-    throughput = training_throughput(args.task, args.steps, args.batch_size, args.max_length)
-    print(f"stage-1 multi-exit training: {throughput['multi_exit_samples_per_second']:.1f} samples/s; "
-          f"HF sequence classification: {throughput['hf_sequence_classification_samples_per_second']:.1f} samples/s; "
-          f"ratio {throughput['ratio']:.2f}")
+    throughput = []
+    for task in args.task or ["sst2", "rte"]:
+        print(f"stage-1 training options, {task}:", flush=True)
+        throughput.append(training_options(task, args.config))
+        print(f"  ratio to Hugging Face: {throughput[-1]['ratio']:.2f}")
     stages = stage_times(args.results)
     for row in stages:
         print(f"{row['run']}: stage 2 {row['stage2_seconds']:.0f} s / stage 1 {row['stage1_seconds']:.0f} s = {row['ratio']:.2f}")
     noop = noop_cost()
     print(f"no-op: snakemake -n all {noop['snakemake_dry_run_seconds']:.1f} s, dvc status {noop['dvc_status_seconds']:.1f} s")
     RESULTS.mkdir(exist_ok=True)
-    result = {"machine": describe_machine(), "throughput": throughput, "results": str(args.results),
-              "stages": stages, "noop": noop,
+    result = {"machine": describe_machine(), "config": str(args.config), "throughput": throughput,
+              "results": str(args.results), "stages": stages, "noop": noop,
               "median_stage_ratio": statistics.median(r["ratio"] for r in stages) if stages else None}
     (RESULTS / "training.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS / 'training.json'}")

@@ -66,3 +66,21 @@ def length_sorted_batches(split: EncodedSplit, batch_size: int) -> Iterator[np.n
     order = np.argsort(split.lengths, kind="stable")
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
+
+
+def length_grouped_batches(
+    lengths: np.ndarray, batch_size: int, generator: torch.Generator, group_batches: int = 50
+) -> list[np.ndarray]:
+    """Training batches of similar length, in a seeded random order (less padding per batch).
+
+    A seeded permutation is cut into groups of ``group_batches`` batches; each group is sorted by
+    length and cut into batches, and the order of all batches is shuffled, so every epoch still sees
+    every row once, in batches whose composition varies from epoch to epoch."""
+    order = torch.randperm(len(lengths), generator=generator).numpy()
+    batches = []
+    group = batch_size * group_batches
+    for start in range(0, len(order), group):
+        chunk = order[start : start + group]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]

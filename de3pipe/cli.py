@@ -304,7 +304,7 @@ def evaluate(
     quiet: QuietOpt = False,
 ) -> None:
     """Apply the frozen thresholds to the test split: metrics, speed-ups, exits, curves, submission files."""
-    from de3pipe.evaluation import POINTS_FILE, write_submissions
+    from de3pipe.evaluation import HEADLINE_DIR, POINTS_FILE, headline, write_submissions
     from de3pipe.evaluation import evaluate as run_stage
     from de3pipe.io import atomic_dir, atomic_file, read_json, write_json, write_npz
     from de3pipe.signals import Signals
@@ -314,7 +314,8 @@ def evaluate(
     test = Signals.load(_signals_file(signals_path, "test"))
     cfg = _config(config, set_, seed).for_task(test.meta["task"])
     submits = [Signals.load(p) for p in sorted(signals_path.glob("submit*.npz"))] if signals_path.is_dir() else []
-    outputs = [out / "metrics.json", out / "exits.parquet", out / "test_curves.csv", out / POINTS_FILE, out / "submission"]
+    outputs = [out / "metrics.json", out / "exits.parquet", out / "test_curves.csv", out / POINTS_FILE, out / "submission",
+               out / HEADLINE_DIR]
     _refuse_existing(outputs, overwrite)
     with _job(cfg, "evaluate", test.meta["task"], ("evaluation", "calibration")) as run:
         results, exits, curves, points = run_stage(test, frozen)
@@ -343,6 +344,9 @@ def evaluate(
             for submit in submits:
                 write_submissions(submit, frozen, task.submission_files[submit.meta["split"]], tmp)
         write_json(out / "metrics.json", results)
+        with atomic_dir(out / HEADLINE_DIR, overwrite=True) as tmp:
+            for name, record in headline(results).items():
+                write_json(tmp / f"{name}.json", record)
         _log_splits_of_signals(run, test)
         _log_evaluation(run, results, curves, task.metrics[0], out)
     _print_summary(results)

@@ -90,6 +90,17 @@ class FinetuneConfig(OptimConfig):
     layer_weighting: Literal["linear", "uniform"] = Field(
         "linear", description="linear: sum_m m*CE_m / sum_m m (PABEE); uniform: mean of CE_m"
     )
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto",
+        description="autocast of the training forward pass (weights stay fp32): auto is bf16 on a CPU with "
+        "native bf16 (avx512_bf16 or AMX) and on a GPU that has it, fp16 on other GPUs, else fp32",
+    )
+    group_by_length: bool = Field(
+        True, description="shuffled batches of similar length (less padding); false: uniformly shuffled batches"
+    )
+    freeze_word_embeddings: bool = Field(
+        False, description="keep the pretrained word-embedding matrix fixed (cheaper steps; suits short texts)"
+    )
 
 
 class PrototypeConfig(OptimConfig):

@@ -156,6 +156,26 @@ def evaluate(signals: Signals, thresholds: dict) -> tuple[dict, pd.DataFrame, pd
     return results, pd.concat(exits, ignore_index=True), curves, store.arrays(signals)
 
 
+HEADLINE_DIR = "headline"
+
+
+def headline(results: dict) -> dict[str, dict]:
+    """The compact per-run figures DVC declares as metrics, one small record per strategy (DVC
+    shows a row per file): the full model's primary metric, and at each named target the
+    strategy's test metric and achieved speed-up. The full detail stays in metrics.json."""
+    metric = primary_metric(get_task(results["task"]))
+    full = round(results["full_model"][metric], 4)
+    records = {}
+    for name, points in results["strategies"].items():
+        record = {"full": full}
+        for target, point in points.items():
+            if target != "any":  # the oracle's single point has no target
+                record[f"{float(target):g}x"] = {"metric": round(point[metric], 4), "speedup": round(point["speedup"], 3)}
+        if len(record) > 1:
+            records[name] = record
+    return records
+
+
 def _per_lambda(signals: Signals, thresholds: dict, task: GlueTask, store: _PointStore) -> dict:
     """Test metric and speed-up of each lambda's own frozen point (lambda sensitivity)."""
     out: dict = {}

@@ -8,8 +8,11 @@ of ``config/config.yaml`` (the same effect for ``dvc repro``).
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 
 import yaml
 
@@ -26,8 +29,9 @@ class Stage:
     outputs: dict[str, str]  # a trailing "/" marks a directory
     args: str  # refers to {input.x}, {output.x}, {task}, {seed}
     params: tuple[str, ...]  # config keys the stage reads ("recipes": its task's recipe, per task)
-    metrics: tuple[str, ...] = ()  # outputs that are DVC metrics (cache: false)
-    plots: tuple[str, ...] = ()  # outputs that are DVC plots
+    code: tuple[str, ...]  # library modules the stage runs; with what they import, its code dependency
+    metrics: tuple[str, ...] = ()  # outputs that are DVC metrics (cache: false): compact headline figures
+    plots: tuple[str, ...] = ()  # outputs drawn by `dvc plots show`: one line per strategy, a plot per task
     per_task: bool = True
     heavy: bool = False  # training: declares a gpu resource
     extra: dict = field(default_factory=dict)
@@ -42,6 +46,7 @@ STAGES: dict[str, Stage] = {
             outputs={"data": f"{RUN}/prepared/"},
             args="--task {task} --seed {seed} --out {output.data}",
             params=("data", "recipes"),
+            code=("de3pipe.data.prepare",),
         ),
         Stage(
             "finetune",
@@ -49,6 +54,7 @@ STAGES: dict[str, Stage] = {
             outputs={"model": f"{RUN}/finetuned/"},
             args="--data {input.data} --seed {seed} --out {output.model}",
             params=("model", "finetune", "recipes"),
+            code=("de3pipe.training",),
             heavy=True,
         ),
         Stage(
@@ -57,6 +63,7 @@ STAGES: dict[str, Stage] = {
             outputs={"model": f"{RUN}/prototyped/"},
             args="--data {input.data} --model {input.model} --seed {seed} --out {output.model}",
             params=("prototypes", "finetune.layer_weighting", "recipes"),
+            code=("de3pipe.training",),
             heavy=True,
         ),
         Stage(
@@ -65,6 +72,7 @@ STAGES: dict[str, Stage] = {
             outputs={"signals": f"{RUN}/signals/"},
             args="--data {input.data} --model {input.model} --seed {seed} --out {output.signals}",
             params=("signals", "recipes"),
+            code=("de3pipe.signal_pass",),
             heavy=True,
         ),
         Stage(
@@ -73,7 +81,7 @@ STAGES: dict[str, Stage] = {
             outputs={"thresholds": f"{RUN}/calibration/thresholds.json", "curves": f"{RUN}/calibration/curves.csv"},
             args=f"--signals {{input.signals}} --seed {{seed}} --out {RUN}/calibration",
             params=("calibration", "signals.eps"),
-            plots=("curves",),
+            code=("de3pipe.calibration",),
         ),
         Stage(
             "evaluate",
@@ -89,13 +97,15 @@ STAGES: dict[str, Stage] = {
                 "exits": f"{RUN}/evaluation/exits.parquet",
                 "points": f"{RUN}/evaluation/points.npz",
                 "submission": f"{RUN}/evaluation/submission/",
+                "headline": f"{RUN}/evaluation/headline/",
             },
             args=(
                 "--signals {input.signals} --thresholds {input.thresholds} --data {input.data} "
                 f"--model {{input.model}} --seed {{seed}} --out {RUN}/evaluation"
             ),
             params=("evaluation", "calibration"),
-            metrics=("metrics",),
+            code=("de3pipe.evaluation", "de3pipe.wallclock", "de3pipe.overhead"),
+            metrics=("headline",),
             plots=("curves",),
         ),
         Stage(
@@ -112,13 +122,54 @@ STAGES: dict[str, Stage] = {
             },
             args="--out {results}/report {input.evaluations}",
             params=("report",),
-            metrics=("summary",),
+            code=("de3pipe.report",),
             per_task=False,
         ),
     ]
 }
 
 CONFIG_FILE = "config/config.yaml"
+PLOT_TEMPLATE = "workflow/plots/strategy_lines.json"  # Vega-Lite: colour = strategy, a line per file
+PACKAGE = Path(__file__).resolve().parent
+ENTRY_POINT = "de3pipe.cli"  # every stage is a command of the CLI
+
+
+def _module_file(module: str) -> Path | None:
+    parts = module.split(".")[1:]
+    for candidate in (PACKAGE.joinpath(*parts).with_suffix(".py"), PACKAGE.joinpath(*parts, "__init__.py")):
+        if parts and candidate.is_file() or not parts and candidate.name == "__init__.py" and candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """The de3pipe modules a source file imports, at module level or inside functions, and the
+    packages they live in (importing a module runs its package's ``__init__``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    found = {name for name in found if name.split(".")[0] == "de3pipe"}
+    return found | {".".join(name.split(".")[:n]) for name in found for n in range(1, name.count(".") + 1)}
+
+
+@cache
+def code_files(stage_name: str) -> tuple[str, ...]:
+    """The source files a stage runs, relative to the project: the CLI module, the stage's library
+    modules and every de3pipe module they import, at any depth. Editing another file (the report's
+    code, say) leaves the stage, and the results it made, current."""
+    todo, files = ["de3pipe", *STAGES[stage_name].code], set()
+    files.add(PACKAGE / "cli.py")
+    while todo:
+        path = _module_file(todo.pop())
+        if path is None or path in files:
+            continue
+        files.add(path)
+        todo += sorted(_imported_modules(path))
+    return tuple(sorted(str(path.relative_to(PACKAGE.parent)) for path in files))
 
 
 def is_directory(path: str) -> bool:
@@ -174,7 +225,7 @@ def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> s
         if stage.per_task:
             entry["matrix"] = {"task": "${tasks}", "seed": "${seeds}"}
         entry["cmd"] = cmd
-        entry["deps"] = sorted(set(deps)) + ["de3pipe"]
+        entry["deps"] = sorted(set(deps)) + list(code_files(stage.name))
         if stage.params:
             entry["params"] = [{config: list(stage.params)}]
         outs = [paths["output"][k] for k in stage.outputs if k not in stage.metrics]
@@ -182,12 +233,14 @@ def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> s
         if stage.metrics:
             entry["metrics"] = [{paths["output"][k]: {"cache": False}} for k in stage.metrics]
         stages[stage.name] = entry
-    plots = [
-        {f"{plain_path(RUN)}/{sub}".replace("{task}", t).replace("{seed}", str(s)): {"x": "speedup", "y": metric}}
-        for t in tasks
-        for s in seeds
-        for sub, metric in [("evaluation/test_curves.csv", "metric")]
-    ]
+    plots = []
+    for stage in STAGES.values():
+        for key in stage.plots:
+            for t in tasks:
+                files = [plain_path(stage.outputs[key]).format(task=t, seed=s) for s in seeds]
+                plots.append({f"{t}: {stage.name} curves, one line per strategy": {
+                    "x": "speedup", "y": dict.fromkeys(files, "metric"), "template": PLOT_TEMPLATE,
+                }})
     document = {"vars": [config], "stages": stages, "plots": plots}
     header = (
         "# Generated from de3pipe/pipeline.py by `de3pipe dvc-yaml` — do not edit by hand;\n"

@@ -21,8 +21,15 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from de3pipe.batching import EncodedSplit, collate, encode_split, length_sorted_batches, resolve_device
-from de3pipe.config import Config, OptimConfig
+from de3pipe.batching import (
+    EncodedSplit,
+    collate,
+    encode_split,
+    length_grouped_batches,
+    length_sorted_batches,
+    resolve_device,
+)
+from de3pipe.config import Config, FinetuneConfig, OptimConfig
 from de3pipe.controls import StudyControls
 from de3pipe.data.prepare import PreparedData
 from de3pipe.errors import De3Error
@@ -86,10 +93,20 @@ _LAYER_OF_PARAMETER = re.compile(r"(?:encoder\.layer|classifiers|poolers|prototy
 
 
 def _optimizer_step(loss: torch.Tensor, named: list[tuple[str, nn.Parameter]], optimizer, scheduler,
-                    max_grad_norm: float, stage: str, step: int) -> None:
+                    max_grad_norm: float, stage: str, step: int, scaler: torch.amp.GradScaler | None = None) -> None:
+    """Backward, clip and step. With an fp16 ``scaler`` an overflowing step is skipped (the scaler's
+    job); otherwise a non-finite gradient stops the stage, naming where it is."""
     optimizer.zero_grad(set_to_none=True)
+    params = [p for _, p in named if p.requires_grad]
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(params, max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        return
     loss.backward()
-    params = [p for _, p in named]
     norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
     if not torch.isfinite(norm):  # find where (before clipping mixes every gradient), then stop
         name = next(n for n, p in named if p.grad is not None and not torch.isfinite(p.grad).all())
@@ -102,12 +119,16 @@ def _optimizer_step(loss: torch.Tensor, named: list[tuple[str, nn.Parameter]], o
 
 
 def _optimizer(params: list[tuple[str, nn.Parameter]], cfg: OptimConfig, total_steps: int):
+    """AdamW over the trainable parameters (fused where torch has the kernel, as Hugging Face's
+    Trainer defaults to), with linear warm-up and decay."""
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    params = [(n, p) for n, p in params if p.requires_grad]
     groups = [
         {"params": [p for n, p in params if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
         {"params": [p for n, p in params if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
+    fused = all(p.device.type in ("cpu", "cuda") for _, p in params)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=fused)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     return optimizer, scheduler
 
@@ -122,6 +143,32 @@ def _shuffled_batches(n_rows: int, batch_size: int, generator: torch.Generator):
     order = torch.randperm(n_rows, generator=generator).numpy()
     for start in range(0, n_rows, batch_size):
         yield order[start : start + batch_size]
+
+
+def training_batches(split: EncodedSplit, opt: FinetuneConfig, generator: torch.Generator):
+    """One epoch of stage-1 batches: grouped by length (the default) or uniformly shuffled."""
+    if opt.group_by_length:
+        return length_grouped_batches(split.lengths, opt.batch_size, generator)
+    return _shuffled_batches(len(split), opt.batch_size, generator)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype the training forward pass autocasts to (None: fp32). auto takes bf16 where the
+    hardware computes it natively (a CPU with avx512_bf16 or AMX, a GPU with bf16), fp16 on other
+    GPUs, and stays fp32 on other CPUs, where emulated bf16 is slower than fp32."""
+    if precision == "fp32":
+        return None
+    if precision != "auto":
+        return torch.bfloat16 if precision == "bf16" else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        return torch.bfloat16
+    return None
+
+
+def freeze_word_embeddings(model: MultiExitModel) -> None:
+    model.backbone.get_input_embeddings().weight.requires_grad_(False)
 
 
 @torch.inference_mode()
@@ -152,31 +199,41 @@ def finetune(data: PreparedData, cfg: Config, out_dir: Path, overwrite: bool = F
     train = encode_split(data.split("train"), tokenizer, model.config.max_length)
     validation = encode_split(data.split("validation"), tokenizer, model.config.max_length)
     opt = cfg.finetune
+    if opt.freeze_word_embeddings:
+        freeze_word_embeddings(model)
+    named = list(model.named_parameters())
     per_epoch, total = _total_steps(len(train), opt)
-    optimizer, scheduler = _optimizer(list(model.named_parameters()), opt, total)
+    optimizer, scheduler = _optimizer(named, opt, total)
+    dtype = autocast_dtype(opt.precision, model.device)
+    scaler = torch.amp.GradScaler(model.device.type) if dtype == torch.float16 else None
     weights = layer_weights(model.num_layers, opt.layer_weighting)
     generator = torch.Generator().manual_seed(cfg.seed)
     labels_all = torch.tensor(train.labels, device=model.device)
     history, curve, step, start = [], [], 0, time.perf_counter()
+    tokens, validation_seconds = {"real": 0, "padded": 0}, 0.0
     bar = tqdm(total=total, desc=f"finetune {task.name}", disable=not progress)
     for epoch in range(math.ceil(total / per_epoch)):
         model.train()
-        for rows in _shuffled_batches(len(train), opt.batch_size, generator):
+        for rows in training_batches(train, opt, generator):
             batch = collate(tokenizer, [train.features[i] for i in rows], model.device)
-            logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+            tokens["real"] += int(batch["attention_mask"].sum())
+            tokens["padded"] += batch["attention_mask"].numel()
+            with torch.autocast(model.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
             labels = labels_all[torch.from_numpy(rows).to(model.device)]
-            loss, per_layer = _ic_loss(logits, labels, weights, step)
+            loss, per_layer = _ic_loss(logits.float(), labels, weights, step)
             lr = optimizer.param_groups[0]["lr"]
-            _optimizer_step(loss, list(model.named_parameters()), optimizer, scheduler, opt.max_grad_norm,
-                            "stage 1 (finetune)", step)
+            _optimizer_step(loss, named, optimizer, scheduler, opt.max_grad_norm, "stage 1 (finetune)", step, scaler)
             step += 1
             curve.append(_step_record(step, lr, loss, per_layer.detach(), "loss"))
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if step >= total:
                 break
+        validation_start = time.perf_counter()
         preds, _ = forward_split(model, tokenizer, validation, opt.eval_batch_size)
         layer_metrics = _per_layer_metrics(task, validation.labels, preds)
+        validation_seconds += time.perf_counter() - validation_start
         history.append({"epoch": epoch + 1, "step": step, "loss": loss.item(), "validation": layer_metrics})
         log.info("epoch %d: validation %s per layer %s", epoch + 1, task.metrics[0],
                  [round(m[task.metrics[0]], 4) for m in layer_metrics])
@@ -188,6 +245,9 @@ def finetune(data: PreparedData, cfg: Config, out_dir: Path, overwrite: bool = F
         "steps": step,
         "train_samples": len(train),
         "seconds": time.perf_counter() - start,
+        "validation_seconds": validation_seconds,  # of "seconds": the per-epoch validation passes
+        "precision": str(dtype).removeprefix("torch.") if dtype else "float32",
+        "padding_fraction": 1 - tokens["real"] / max(tokens["padded"], 1),
         "epochs": history,
         "curve": curve,
     }

@@ -138,3 +138,58 @@ def test_a_non_finite_gradient_names_its_layer():
     with pytest.raises(De3Error, match=r"gradient of layer 3 \(prototype_nets.2.weight\) is not finite at step 7"):
         _optimizer_step(loss, named, optimizer, scheduler, 1.0, "stage 2 (prototypes)", 6)
     assert torch.equal(layers["prototype_nets"][0].weight, before), "no optimiser step was taken"
+
+
+def _with_finetune(cfg, **options):
+    return cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update=options)})
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_each_precision_is_deterministic(prepared, tiny_config, tmp_path, precision):
+    cfg = _with_finetune(tiny_config, precision=precision, max_steps=3)
+    summaries = [finetune(prepared, cfg, tmp_path / f"ft{n}", progress=False) for n in range(2)]
+    assert summaries[0]["precision"] == {"bf16": "bfloat16", "fp32": "float32"}[precision]
+    assert (tmp_path / "ft0" / "model.safetensors").read_bytes() == (tmp_path / "ft1" / "model.safetensors").read_bytes()
+    weights = load_file(tmp_path / "ft0" / "model.safetensors")
+    assert all(w.dtype == torch.float32 for w in weights.values()), "autocast keeps fp32 weights"
+
+
+def test_bf16_and_fp32_train_different_bytes(prepared, tiny_config, tmp_path):
+    for precision in ("bf16", "fp32"):
+        finetune(prepared, _with_finetune(tiny_config, precision=precision, max_steps=2), tmp_path / precision,
+                 progress=False)
+    assert (tmp_path / "bf16" / "model.safetensors").read_bytes() != (tmp_path / "fp32" / "model.safetensors").read_bytes()
+
+
+def test_frozen_word_embeddings_stay_pretrained(prepared, tiny_config, tmp_path):
+    summary = finetune(prepared, _with_finetune(tiny_config, freeze_word_embeddings=True, max_steps=3), tmp_path / "ft",
+                       progress=False)
+    trained = load_file(tmp_path / "ft" / "model.safetensors")
+    base = load_file(tiny_config.model.name_or_path + "/model.safetensors")
+    assert torch.equal(trained["backbone.embeddings.word_embeddings.weight"], base["embeddings.word_embeddings.weight"])
+    assert not torch.equal(trained["backbone.embeddings.position_embeddings.weight"],
+                           base["embeddings.position_embeddings.weight"])
+    assert 0 <= summary["padding_fraction"] < 1
+
+
+def test_length_grouping_pads_less(prepared, tiny_config, tmp_path):
+    padding = {
+        grouped: finetune(prepared, _with_finetune(tiny_config, group_by_length=grouped), tmp_path / str(grouped),
+                          progress=False)["padding_fraction"]
+        for grouped in (True, False)
+    }
+    assert padding[True] < padding[False]
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    from de3pipe.training import autocast_dtype
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert autocast_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert autocast_dtype("auto", cpu) is None
+    assert autocast_dtype("fp32", cpu) is None and autocast_dtype("bf16", cpu) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert autocast_dtype("auto", torch.device("cuda")) == torch.float16

@@ -1,6 +1,8 @@
 """DVC on the tiny config's finished Snakemake run: no-op repro, param change reruns only what follows,
 and push -> fresh clone -> pull gives a clean DVC status and nothing for Snakemake to do."""
 
+import json
+import re
 import shutil
 
 import pytest
@@ -51,3 +53,58 @@ def test_dvc_agrees_with_snakemake_and_restores(tiny_run, tmp_path):
     assert "up to date" in run(["dvc", "status"], clone).stdout
     assert "Running stage" not in run(["dvc", "repro"], clone).stdout
     shutil.rmtree(tmp_path / "remote")
+
+
+def _copy(tiny_run, folder):
+    shutil.copytree(tiny_run, folder, symlinks=True)
+    return folder
+
+
+def _snakemake_jobs(project) -> set[str]:
+    dry = run(["snakemake", "-n", "all"], project)
+    return set(re.findall(r"^(?:localrule|rule) (\w+):", dry.stdout, re.MULTILINE))
+
+
+def _touch_code(project, module: str) -> None:
+    path = project / "de3pipe" / module
+    path.write_text(path.read_text() + "\n# edited\n")
+
+
+@pytest.mark.slow
+def test_each_stage_depends_on_its_own_code(tiny_run, tmp_path):
+    """Editing the report's code makes only the report stale, for DVC and Snakemake alike; editing
+    the training code makes training stale, and Snakemake reruns it and everything after it."""
+    report_edit = _copy(tiny_run, tmp_path / "report-edit")
+    _touch_code(report_edit, "report.py")
+    assert _stages_in(run(["dvc", "status"], report_edit).stdout) == {"report"}
+    assert _snakemake_jobs(report_edit) == {"report", "all"}
+
+    training_edit = _copy(tiny_run, tmp_path / "training-edit")
+    _touch_code(training_edit, "training.py")
+    changed = _stages_in(run(["dvc", "status"], training_edit).stdout)
+    assert {"finetune", "prototypes"} <= changed and not changed & {"prepare", "calibrate", "evaluate", "report"}
+    assert _snakemake_jobs(training_edit) == {"finetune", "prototypes", "signals", "calibrate", "evaluate", "report",
+                                              "all"}
+
+
+@pytest.mark.slow
+def test_metrics_plots_and_experiments_read_as_dvc_users_expect(tiny_run, tmp_path):
+    project = _copy(tiny_run, tmp_path / "project")
+    git_commit(project, "default run")
+    shown = run(["dvc", "metrics", "show"], project).stdout
+    lines = shown.splitlines()
+    assert max(map(len, lines)) <= 160, shown  # fits a terminal
+    header = lines[0].split()
+    assert header[0] == "Path" and {"full", "2x.metric", "2x.speedup"} <= set(header), header
+    assert any("sst2/seed1/evaluation/headline/de3.json" in line for line in lines)
+
+    vega = json.loads(run(["dvc", "plots", "show", "--show-vega", "sst2: evaluate curves, one line per strategy"],
+                          project).stdout)
+    assert vega["encoding"]["color"]["field"] == "strategy"
+    assert {"de3", "entropy", "pcee"} <= {row["strategy"] for row in vega["data"]["values"]}
+
+    experiment = run(["dvc", "exp", "run", "-S", "config/config.yaml:calibration.targets=[1.5,2.5]"], project)
+    ran = {line.split("'")[1].split("@")[0] for line in experiment.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"calibrate", "evaluate", "report"}, experiment.stdout
+    table = run(["dvc", "exp", "show", "--only-changed", "--no-pager"], project).stdout
+    assert "calibration.targets" in table and max(map(len, table.splitlines())) <= 200, table

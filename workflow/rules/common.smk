@@ -12,7 +12,7 @@ from snakemake.utils import validate
 from de3pipe import tracking
 from de3pipe.config import load_config, merge, read_yaml
 from de3pipe.errors import De3Error
-from de3pipe.pipeline import DEFAULT_RESULTS, STAGES, command, is_directory, plain_path
+from de3pipe.pipeline import DEFAULT_RESULTS, STAGES, code_files, command, is_directory, plain_path
 
 
 def config_files():
@@ -67,7 +67,10 @@ def stage_params(name):
 
 
 def stage_input(name):
-    return {key: plain_path(path, RESULTS) for key, path in STAGES[name].inputs.items()}
+    """The stage's data inputs, and the source files it runs (so editing the report's code reruns
+    only the report, as in DVC)."""
+    inputs = {key: plain_path(path, RESULTS) for key, path in STAGES[name].inputs.items()}
+    return inputs | {"code": list(code_files(name))}
 
 
 def stage_output(name):

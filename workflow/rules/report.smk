@@ -4,6 +4,7 @@ rule report:
         evaluations=expand(plain_path(STAGES["report"].inputs["evaluations"], RESULTS), task=TASKS, seed=SEEDS),
         curves=expand(plain_path(STAGES["report"].inputs["curves"], RESULTS), task=TASKS, seed=SEEDS),
         points=expand(plain_path(STAGES["report"].inputs["points"], RESULTS), task=TASKS, seed=SEEDS),
+        code=code_files("report"),
     output:
         **stage_output("report"),
     params:
