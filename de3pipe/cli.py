@@ -349,6 +349,10 @@ def evaluate(
                 write_json(tmp / f"{name}.json", record)
         _log_splits_of_signals(run, test)
         _log_evaluation(run, results, curves, task.metrics[0], out)
+        if model is not None and cfg.tracking.log_model:
+            from de3pipe.serving import log_calibrated_model
+
+            log_calibrated_model(run, model, thresholds, task)
     _print_summary(results)
 
 

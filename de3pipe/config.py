@@ -224,6 +224,10 @@ class TrackingConfig(_Section):
     enabled: bool = Field(False, description="log every stage as an MLflow run (the pipeline turns this on)")
     uri: str | None = Field(None, description="tracking URI; $MLFLOW_TRACKING_URI wins; default sqlite:///mlflow.db")
     experiment: str = "de3pipe"
+    log_model: bool = Field(
+        True, description="evaluate logs each task's calibrated model as an MLflow pyfunc and registers it as "
+        "de3pipe-<task> (servable with `mlflow models serve`)",
+    )
 
 
 RECIPE_SECTIONS = ("data", "model", "finetune", "prototypes", "signals")

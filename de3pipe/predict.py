@@ -27,13 +27,50 @@ def read_texts(texts: list[str], file: Path | None) -> list[str]:
     return lines
 
 
-def predict_texts(
-    model_dir: Path, thresholds_path: Path, lines: list[str], strategy_name: str, target: str, batch_size: int
-) -> list[dict]:
-    model, tokenizer = load_checkpoint(model_dir, require_stage="prototyped")
-    frozen = read_json(thresholds_path, what="thresholds file")
-    if frozen.get("task") != model.config.task:
-        raise De3Error(f"{thresholds_path} was calibrated for {frozen.get('task')}, the model is {model.config.task}")
+class Predictor:
+    """A calibrated model at one operating point, loaded once, classifying texts with batched early
+    exit (the CLI's `predict` and the MLflow model both use it)."""
+
+    def __init__(self, model_dir: Path, thresholds_path: Path, strategy_name: str = "de3", target: str = "2"):
+        self.model, self.tokenizer = load_checkpoint(model_dir, require_stage="prototyped")
+        frozen = read_json(thresholds_path, what="thresholds file")
+        if frozen.get("task") != self.model.config.task:
+            raise De3Error(f"{thresholds_path} was calibrated for {frozen.get('task')}, the model is {self.model.config.task}")
+        self.strategy = _servable_point(frozen, thresholds_path, strategy_name, target)
+        self.engine = EarlyExitEngine(self.model, frozen_eps(frozen))
+        self.is_pair = get_task(self.model.config.task).is_pair
+
+    def split_pairs(self, lines: list[str]) -> tuple[list[str], list[str] | None]:
+        """Texts as given on the command line: 'first<TAB>second' for sentence-pair tasks."""
+        if not self.is_pair:
+            return list(lines), None
+        pairs = [line.split("\t") for line in lines]
+        for line, parts in zip(lines, pairs, strict=True):
+            if len(parts) != 2:
+                raise De3Error(f"{self.model.config.task} classifies sentence pairs: give 'first<TAB>second', got {line!r}")
+        return [a for a, _ in pairs], [b for _, b in pairs]
+
+    def classify(self, text_a: list[str], text_b: list[str] | None = None, batch_size: int = 32) -> list[dict]:
+        """Label, exit layer and confidence of each text (or pair)."""
+        if self.is_pair and text_b is None:
+            raise De3Error(f"{self.model.config.task} classifies sentence pairs: give a second text for each")
+        features = encode_texts(self.tokenizer, text_a, text_b if self.is_pair else None, self.model.config.max_length)
+        rows = []
+        for start in range(0, len(features), batch_size):
+            chunk = features[start : start + batch_size]
+            result, _ = self.engine.run(collate(self.tokenizer, chunk), self.strategy)
+            rows += [
+                {
+                    "label": self.model.config.label_names[int(result.prediction[i])],
+                    "exit_layer": int(result.exit_layer[i]),
+                    "confidence": float(np.float32(result.confidence[i])),
+                }
+                for i in range(len(chunk))
+            ]
+        return rows
+
+
+def _servable_point(frozen: dict, thresholds_path: Path, strategy_name: str, target: str):
     points = {(p.name, p.target): p.strategy for p in operating_points(frozen)}
     key = (strategy_name, f"{float(target):g}" if target != "any" else target)
     if key not in points:
@@ -44,28 +81,12 @@ def predict_texts(
         raise De3Error(f"{strategy_name} is a study analysis replayed on stored signals; classify with de3 or entropy")
     if entry.analysis_only:
         raise De3Error(f"the {strategy_name} strategy needs gold labels and cannot classify new texts")
-    strategy = points[key]
-    pair = get_task(model.config.task).is_pair
-    text_a, text_b = [], []
-    for line in lines:
-        parts = line.split("\t")
-        if pair and len(parts) != 2:
-            raise De3Error(f"{model.config.task} classifies sentence pairs: give 'first<TAB>second', got {line!r}")
-        text_a.append(parts[0] if pair else line)
-        text_b.append(parts[1] if pair else None)
-    features = encode_texts(tokenizer, text_a, text_b if pair else None, model.config.max_length)
-    engine = EarlyExitEngine(model, frozen_eps(frozen))
-    rows = []
-    for start in range(0, len(features), batch_size):
-        chunk = features[start : start + batch_size]
-        result, _ = engine.run(collate(tokenizer, chunk), strategy)
-        for i in range(len(chunk)):
-            rows.append(
-                {
-                    "text": lines[start + i],
-                    "label": model.config.label_names[int(result.prediction[i])],
-                    "exit_layer": int(result.exit_layer[i]),
-                    "confidence": float(np.float32(result.confidence[i])),
-                }
-            )
-    return rows
+    return points[key]
+
+
+def predict_texts(
+    model_dir: Path, thresholds_path: Path, lines: list[str], strategy_name: str, target: str, batch_size: int
+) -> list[dict]:
+    predictor = Predictor(model_dir, thresholds_path, strategy_name, target)
+    rows = predictor.classify(*predictor.split_pairs(lines), batch_size=batch_size)
+    return [{"text": line} | row for line, row in zip(lines, rows, strict=True)]

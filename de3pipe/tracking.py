@@ -96,20 +96,25 @@ def unreachable_message(uri: str, problem: str) -> str:
 
 
 class _Budget:
-    """The tracking time of one job: every call shares it; the first failure ends tracking for the job."""
+    """The tracking time of one job: the time spent inside tracking calls (waiting on a slow or
+    failing store), not the job's own work, counts against it; every call shares it, and the first
+    failure ends tracking for the job."""
 
     def __init__(self, uri: str, seconds: float = JOB_BUDGET_S):
-        self.uri, self.deadline, self.failed = uri, time.monotonic() + seconds, False
+        self.uri, self.left, self.failed = uri, seconds, False
 
     def call(self, fn, *args, **kwargs):
         if self.failed:
             return None
-        if time.monotonic() > self.deadline:
+        if self.left <= 0:
             return self._give_up(f"the {JOB_BUDGET_S:.0f} s tracking budget of this job ran out")
+        start = time.monotonic()
         try:
-            return _retry(fn, *args, deadline=self.deadline, **kwargs)
+            return _retry(fn, *args, deadline=start + self.left, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any tracking failure: warn once, never fail the stage
             return self._give_up(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        finally:
+            self.left -= time.monotonic() - start
 
     def _give_up(self, why: str) -> None:
         self.failed = True
@@ -149,6 +154,11 @@ class RunLogger:
 
     def _call(self, fn, *args, **kwargs):
         return self.budget.call(fn, *args, **kwargs)
+
+    def within_budget(self, fn, *args, **kwargs):
+        """Run a tracking call of one's own (fluent MLflow API, say) under the job's budget: a
+        failure ends tracking for the job with one warning and returns None."""
+        return self._call(fn, *args, **kwargs) if self.active else None
 
     def log_params(self, params: dict[str, Any]) -> None:
         if self.active and params:

@@ -104,47 +104,56 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_mlflow_server(folder: Path):
-    """A local `mlflow server` (SQLite behind it, artifacts proxied) in ``folder``: yields
-    (uri, stop), stop() ending it early (a server that goes away)."""
+def serving_process(command: list[str], log_path: Path, health_url: str, env: dict[str, str] | None = None):
+    """Start ``command`` in its own process group and wait (up to 120 s) until ``health_url``
+    answers 200: yields (process, stop), stop() ending the whole group by its PID."""
     import signal
     import subprocess
-    import sys
     import time
     import urllib.request
 
-    port = _free_port()
-    uri = f"http://127.0.0.1:{port}"
-    log = open(folder / "server.log", "w")  # noqa: SIM115 - open for the server's lifetime
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        # Tracking only: no background job workers (a dozen processes the tests do not need).
-        env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )
+    log = open(log_path, "w")  # noqa: SIM115 - open for the process's lifetime
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               env=env or dict(os.environ))
 
     def stop():
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)  # the server and its workers: the group we started
-            server.wait(timeout=30)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)  # the server and its workers: the group we started
+            process.wait(timeout=30)
 
     try:
         deadline = time.monotonic() + 120
         while True:
             try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                with urllib.request.urlopen(health_url, timeout=2) as response:
                     if response.status == 200:
                         break
             except OSError:
                 pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start:\n{(folder / 'server.log').read_text()[-3000:]}")
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command[:4]} did not start:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield uri, stop
+        yield process, stop
     finally:
         stop()
         log.close()
+
+
+@contextlib.contextmanager
+def running_mlflow_server(folder: Path):
+    """A local `mlflow server` (SQLite behind it, artifacts proxied) in ``folder``: yields
+    (uri, stop), stop() ending it early (a server that goes away)."""
+    import sys
+
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination",
+               str(folder / "artifacts")]
+    # Tracking only: no background job workers (a dozen processes the tests do not need).
+    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with serving_process(command, folder / "server.log", f"{uri}/health", env) as (_, stop):
+        yield uri, stop
 
 
 @pytest.fixture(scope="session")

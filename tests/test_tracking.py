@@ -183,3 +183,19 @@ def test_the_store_check_names_the_uri_and_the_fixes(tmp_path):
     assert "mlflow server --host 127.0.0.1" in message and "tracking: {enabled: false}" in message
     assert tracking.store_problem(f"sqlite:///{tmp_path / 'mlflow.db'}") is None
     assert "cannot be written" in tracking.store_problem(f"sqlite:///{tmp_path / 'absent' / 'mlflow.db'}")
+
+
+def test_a_long_job_keeps_tracking_after_the_budget_time_has_passed(tmp_path, monkeypatch):
+    """The budget counts time spent waiting on the store, not the job's own work: a job that
+    computes for longer than the budget still logs what it computed."""
+    import time
+
+    monkeypatch.setattr(tracking, "JOB_BUDGET_S", 0.5)
+    monkeypatch.setattr(tracking._Budget.__init__, "__defaults__", (0.5,))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with tracking.job_run(True, uri, "exp", "long job", {"stage": "finetune"}) as run:
+        time.sleep(1.0)  # the job's work, longer than the whole budget
+        run.log_metrics({"loss": 0.5}, step=1)
+        assert run.active
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        assert db.execute("select value from metrics where key = 'loss'").fetchall() == [(0.5,)]
