@@ -8,12 +8,14 @@
    Classification, fp32, uniformly shuffled batches, the same data, epochs, optimiser and schedule;
    throughput and validation metric. Ratio = the config's stage-1 throughput / this (goal >= 1.3
    at equal validation metric).
-3. Stage-2 (prototypes) time against stage-1 time, from the finished runs' train_metrics.json.
+3. Stage-2 (prototypes) time against stage-1 time, and each recipe's trade-off (the last exit's
+   validation metric after each epoch against the minutes of training so far), from the finished
+   runs' train_metrics.json.
 4. No-op cost of a finished pipeline: `snakemake -n all` and `dvc status` (goal <= 5 s each).
 
 Writes benchmarks/results/training.json and prints the figures.
 
-    python benchmarks/training.py [--task sst2] [--config config/config.yaml]
+    python benchmarks/training.py [--task sst2 --task cola] [--max-train-samples 2000] [--config config/config.yaml]
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ OPTIONS = {
 }
 
 
-def _task_config(config: Path, task_name: str, finetune: dict | None = None):
+def _task_config(config: Path, task_name: str, finetune: dict | None = None, max_train_samples: int | None = None):
     from de3pipe.config import load_config
 
     cfg = load_config(config, []).for_task(task_name)
+    if max_train_samples:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"max_train_samples": max_train_samples})})
     if finetune:
         cfg = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update=finetune)})
     return cfg
@@ -112,16 +116,17 @@ def hf_finetune_run(data, cfg) -> dict:
     }
 
 
-def training_options(task_name: str, config: Path) -> dict:
+def training_options(task_name: str, config: Path, max_train_samples: int | None) -> dict:
     from de3pipe.data.prepare import PreparedData, prepare_task
 
-    cfg = _task_config(config, task_name)
+    cfg = _task_config(config, task_name, max_train_samples=max_train_samples)
     with tempfile.TemporaryDirectory() as tmp:
         prepare_task(task_name, cfg.data, cfg.seed, Path(tmp) / "prepared")
         data = PreparedData.open(Path(tmp) / "prepared")
         rows = {}
         for label, options in OPTIONS.items():
-            rows[label] = finetune_run(data, _task_config(config, task_name, options), Path(tmp) / "finetuned")
+            rows[label] = finetune_run(data, _task_config(config, task_name, options, max_train_samples),
+                                       Path(tmp) / "finetuned")
             print(f"  {label}: {rows[label]['samples_per_second']:.1f} samples/s, padding "
                   f"{rows[label]['padding_fraction']:.0%}, validation {data.task.metrics[0]} "
                   f"{rows[label]['validation_metric']:.4f}", flush=True)
@@ -151,9 +156,17 @@ def stage_times(results: Path) -> list[dict]:
     for run in sorted(results.glob("*/seed*")):
         files = [run / stage / "train_metrics.json" for stage in ("finetuned", "prototyped")]
         if all(f.is_file() for f in files):
-            stage1, stage2 = (json.loads(f.read_text())["seconds"] for f in files)
-            rows.append({"run": str(run), "stage1_seconds": stage1, "stage2_seconds": stage2, "ratio": stage2 / stage1})
+            stage1, stage2 = (json.loads(f.read_text()) for f in files)
+            rows.append({"run": str(run), "stage1_seconds": stage1["seconds"], "stage2_seconds": stage2["seconds"],
+                         "ratio": stage2["seconds"] / stage1["seconds"], "tradeoff": _tradeoff(stage1)})
     return rows
+
+
+def _tradeoff(stage1: dict) -> list[dict]:
+    """Per epoch: minutes of stage 1 so far (steps pro rata of the run's time) and the validation
+    metrics of the last exit then."""
+    return [{"epoch": epoch["epoch"], "minutes": stage1["seconds"] * epoch["step"] / stage1["steps"] / 60,
+             **epoch["validation"][-1]} for epoch in stage1["epochs"]]
 
 
 def noop_cost(repeats: int = 3) -> dict:
@@ -170,18 +183,23 @@ def noop_cost(repeats: int = 3) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", action="append", help="task(s) of the options table (default: sst2 and rte)")
+    parser.add_argument("--task", action="append", help="task(s) of the options table (default: sst2 and cola)")
+    parser.add_argument("--max-train-samples", type=int, default=2000,
+                        help="cap on each task's train split for the options table (0: the recipe's own)")
     parser.add_argument("--config", type=Path, default=Path("config/config.yaml"))
     parser.add_argument("--results", type=Path, default=Path("data"), help="results folder whose stage times to compare")
     args = parser.parse_args()
     throughput = []
-    for task in args.task or ["sst2", "rte"]:
+    for task in args.task or ["sst2", "cola"]:
         print(f"stage-1 training options, {task}:", flush=True)
-        throughput.append(training_options(task, args.config))
+        throughput.append(training_options(task, args.config, args.max_train_samples or None))
         print(f"  ratio to Hugging Face: {throughput[-1]['ratio']:.2f}")
     stages = stage_times(args.results)
     for row in stages:
-        print(f"{row['run']}: stage 2 {row['stage2_seconds']:.0f} s / stage 1 {row['stage1_seconds']:.0f} s = {row['ratio']:.2f}")
+        print(f"{row['run']}: stage 2 {row['stage2_seconds']:.0f} s / stage 1 {row['stage1_seconds']:.0f} s = {row['ratio']:.2f}; "
+              "per epoch (minutes: validation): "
+              + ", ".join(f"{e['minutes']:.1f}: " + "/".join(f"{v:.3f}" for k, v in e.items() if k not in ("epoch", "minutes"))
+                          for e in row["tradeoff"]))
     noop = noop_cost()
     print(f"no-op: snakemake -n all {noop['snakemake_dry_run_seconds']:.1f} s, dvc status {noop['dvc_status_seconds']:.1f} s")
     RESULTS.mkdir(exist_ok=True)
