@@ -160,7 +160,9 @@ def _imported_modules(path: Path) -> set[str]:
 def code_files(stage_name: str) -> tuple[str, ...]:
     """The source files a stage runs, relative to the project: the CLI module, the stage's library
     modules and every de3pipe module they import, at any depth. Editing another file (the report's
-    code, say) leaves the stage, and the results it made, current."""
+    code, say) leaves the stage, and the results it made, current. The CLI's own lazy imports are
+    not followed: among them only tracking and serving are not a stage's library, and they write to
+    MLflow, never to a stage's outputs."""
     todo, files = ["de3pipe", *STAGES[stage_name].code], set()
     files.add(PACKAGE / "cli.py")
     while todo:

@@ -9,6 +9,8 @@ signature and an input example, and registers it (``de3pipe-<task>``). Served wi
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -77,8 +79,7 @@ def log_calibrated_model(run, checkpoint: Path, thresholds: Path, task) -> str |
     package = Path(__file__).resolve().parent
 
     def log() -> str:
-        mlflow.set_tracking_uri(run.budget.uri)
-        with mlflow.start_run(run_id=run.run_id):
+        with _fluent_tracking(run.budget.uri), mlflow.start_run(run_id=run.run_id):
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME,
                 python_model=_mlflow_python_model(),
@@ -93,6 +94,24 @@ def log_calibrated_model(run, checkpoint: Path, thresholds: Path, task) -> str |
         return str(info.registered_model_version)
 
     return run.within_budget(log)
+
+
+@contextlib.contextmanager
+def _fluent_tracking(uri: str):
+    """MLflow's fluent API (which log_model needs) pointed at ``uri`` for the call only: it sets a
+    process-wide URI and $MLFLOW_TRACKING_URI, which would otherwise outlive the call."""
+    import mlflow
+
+    saved_env, saved_uri = os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_uri)
+        if saved_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
 
 
 def _requirements() -> list[str]:

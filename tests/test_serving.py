@@ -18,7 +18,9 @@ TEXTS = ["a great movie", "awful", "the plot is thin but the actors carry it"]
 def test_the_registered_model_serves_what_predict_answers(tiny_config, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sets = [*_overrides(tiny_config), "--set", "tracking.enabled=true", "--set", f"tracking.uri={uri}"]
+    tracking_before = os.environ.get("MLFLOW_TRACKING_URI")
     _run_every_stage(tmp_path, sets)
+    assert os.environ.get("MLFLOW_TRACKING_URI") == tracking_before, "logging the model leaks no tracking URI"
 
     from mlflow import MlflowClient
 
