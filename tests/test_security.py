@@ -64,7 +64,7 @@ def test_config_yaml_cannot_construct_objects(tmp_path):
 
 
 def test_documented_servers_listen_on_loopback_only():
-    commands = [line for line in README.read_text().splitlines() if re.match(r"\s*mlflow (ui|server)\b", line)]
+    commands = [line for line in README.read_text().splitlines() if re.match(r"\s*mlflow (ui|server|models serve)\b", line)]
     assert commands, "the README documents mlflow ui"
     for line in commands:
         assert "0.0.0.0" not in line, line
