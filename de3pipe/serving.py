@@ -101,8 +101,10 @@ def _fluent_tracking(uri: str):
     """MLflow's fluent API (which log_model needs) pointed at ``uri`` for the call only: it sets a
     process-wide URI and $MLFLOW_TRACKING_URI, which would otherwise outlive the call."""
     import mlflow
+    from mlflow.tracking._tracking_service import utils
 
-    saved_env, saved_uri = os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()
+    # The URI set through the API, if any (None: the environment or MLflow's default decides).
+    saved_env, saved_uri = os.environ.get("MLFLOW_TRACKING_URI"), getattr(utils, "_tracking_uri", None)
     mlflow.set_tracking_uri(uri)
     try:
         yield

@@ -15,7 +15,7 @@ TEXTS = ["a great movie", "awful", "the plot is thin but the actors carry it"]
 
 
 @pytest.mark.slow
-def test_the_registered_model_serves_what_predict_answers(tiny_config, tmp_path):
+def test_the_registered_model_serves_what_predict_answers(tiny_config, tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sets = [*_overrides(tiny_config), "--set", "tracking.enabled=true", "--set", f"tracking.uri={uri}"]
     tracking_before = os.environ.get("MLFLOW_TRACKING_URI")
@@ -27,6 +27,7 @@ def test_the_registered_model_serves_what_predict_answers(tiny_config, tmp_path)
     client = MlflowClient(tracking_uri=uri)
     versions = client.search_model_versions(f"name = '{registered_name('sst2')}'")
     assert [str(v.version) for v in versions] == ["1"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the registry the models:/ URI resolves in
     info = __import__("mlflow").models.get_model_info(f"models:/{registered_name('sst2')}/1")
     assert info.signature.inputs.input_names() == ["text"] and info.saved_input_example_info
 
