@@ -56,8 +56,9 @@ def resolve_device() -> torch.device:
 def collate(
     tokenizer: PreTrainedTokenizerBase, features: list[dict[str, list[int]]], device: torch.device | None = None
 ) -> dict[str, torch.Tensor]:
-    # Right padding: the early-exit engine trims trailing padding columns as rows leave.
-    batch = dict(tokenizer.pad(features, padding=True, return_tensors="pt"))
+    # Right padding, whatever the tokenizer's default: the early-exit engine trims trailing padding
+    # columns as rows leave.
+    batch = dict(tokenizer.pad(features, padding=True, return_tensors="pt", padding_side="right"))
     return {key: value.to(device) for key, value in batch.items()} if device is not None else batch
 
 

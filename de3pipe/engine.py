@@ -57,7 +57,7 @@ class EarlyExitEngine:
         model, n_layers = self.model, self.model.num_layers
         batch = {key: value.to(model.device) for key, value in batch.items()}
         mask = batch["attention_mask"]
-        hidden = model.embed(batch["input_ids"], batch.get("token_type_ids"))
+        hidden = model.embed(batch["input_ids"], mask, batch.get("token_type_ids"))
         n = hidden.shape[0]
         rows = np.arange(n)  # original position of each running row
         state = strategy.init_state(n) if strategy else {}
@@ -66,9 +66,9 @@ class EarlyExitEngine:
         confidence = np.zeros(n, dtype=np.float32)
         collected: list[LayerSignals] = []
         with_distance = strategy is None or strategy.needs_distance
-        bias = model.attention_bias(hidden, mask)
+        context = model.layer_context(hidden, mask)
         for layer in range(n_layers):
-            hidden = model.run_layer(layer, hidden, bias)
+            hidden = model.run_layer(layer, hidden, context)
             signals = self._signals(layer, hidden, mask, with_distance, keep_pooled)
             if strategy is None:
                 collected.append(signals)
@@ -93,7 +93,7 @@ class EarlyExitEngine:
                 width = int(mask[keep_t].sum(1).max())  # right padding: trim unused columns
                 hidden = hidden[keep_t, :width]
                 mask = mask[keep_t, :width]
-                bias = model.attention_bias(hidden, mask)
+                context = model.layer_context(hidden, mask)
         return ExitResult(exit_layer, prediction, confidence), (collected if strategy is None else None)
 
     @torch.inference_mode()
@@ -102,10 +102,10 @@ class EarlyExitEngine:
         model = self.model
         batch = {key: value.to(model.device) for key, value in batch.items()}
         mask = batch["attention_mask"]
-        hidden = model.embed(batch["input_ids"], batch.get("token_type_ids"))
-        bias = model.attention_bias(hidden, mask)
+        hidden = model.embed(batch["input_ids"], mask, batch.get("token_type_ids"))
+        context = model.layer_context(hidden, mask)
         for layer in range(model.num_layers):
-            hidden = model.run_layer(layer, hidden, bias)
+            hidden = model.run_layer(layer, hidden, context)
         logits, _ = model.exit_head(model.num_layers - 1, hidden, mask)
         return logits.argmax(-1).cpu().numpy()
 

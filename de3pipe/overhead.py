@@ -46,15 +46,15 @@ def measure_overhead(
     batch = {k: v.to(model.device) for k, v in collate(tokenizer, [split.features[i] for i in rows]).items()}
     mask = batch["attention_mask"]
     layer = (model.num_layers - 1) // 2  # a middle layer (0-based), one with a prototypical network
-    hidden = model.embed(batch["input_ids"], batch.get("token_type_ids"))
-    bias = model.attention_bias(hidden, mask)
+    hidden = model.embed(batch["input_ids"], mask, batch.get("token_type_ids"))
+    context = model.layer_context(hidden, mask)
     for m in range(layer):
-        hidden = model.run_layer(m, hidden, bias)
+        hidden = model.run_layer(m, hidden, context)
     logits, u = model.exit_head(layer, hidden, mask)
     n = hidden.shape[0]
 
     def run_layer():
-        return model.run_layer(layer, hidden, bias)
+        return model.run_layer(layer, hidden, context)
 
     def head():
         return model.exit_head(layer, hidden, mask)

@@ -11,6 +11,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# After the environment: transformers reads it on import.
+from tests.helpers import FAMILY_CASES, NEGATIVE, POSITIVE
+
 SHARED_GLUE = Path(__file__).resolve().parents[2] / "shared" / "glue_data"
 
 
@@ -49,8 +52,14 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     return folder
 
 
-POSITIVE = ["a great movie", "wonderful and moving", "i loved it", "brilliant acting", "a joy to watch", "superb"]
-NEGATIVE = ["a dull mess", "boring and long", "i hated it", "terrible acting", "a waste of time", "awful"]
+
+
+@pytest.fixture(scope="session", params=list(FAMILY_CASES))
+def family_model_dir(request, tmp_path_factory, tokenizer) -> Path:
+    """A tiny random encoder of every backbone family, with its family's tokenizer type, saved as a HF folder."""
+    from tests.helpers import build_family_model
+
+    return build_family_model(request.param, tokenizer, tmp_path_factory.mktemp(request.param))
 
 
 def write_sst2(folder: Path, n_train: int = 60) -> Path:

@@ -6,51 +6,13 @@ import sys
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from de3pipe.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    result = runner.invoke(app, [str(a) for a in args])
-    return result
-
-
-def _overrides(tiny_config):
-    pairs = {
-        "model.name_or_path": tiny_config.model.name_or_path,
-        "data.glue_dir": tiny_config.data.glue_dir,
-        "data.validation_size": 20,
-        "finetune.epochs": 1,
-        "finetune.batch_size": 8,
-        "finetune.learning_rate": 1e-3,
-        "prototypes.epochs": 1,
-        "calibration.n_thresholds": 20,
-        "evaluation.wallclock_repeats": 1,
-    }
-    return [arg for key, value in pairs.items() for arg in ("--set", f"{key}={value}")]
-
-
-def _run_every_stage(out, sets) -> None:
-    steps = [
-        ["prepare", "--task", "SST-2", "--out", out / "data", *sets],
-        ["finetune", "-q", "--data", out / "data", "--out", out / "ft", *sets],
-        ["prototypes", "-q", "--data", out / "data", "--model", out / "ft", "--out", out / "proto", *sets],
-        ["signals", "-q", "--data", out / "data", "--model", out / "proto", "--out", out / "signals", *sets],
-        ["calibrate", "--signals", out / "signals", "--out", out / "calib", *sets],
-        ["evaluate", "--signals", out / "signals", "--thresholds", out / "calib" / "thresholds.json",
-         "--out", out / "eval", "--model", out / "proto", "--data", out / "data", *sets],
-    ]
-    for step in steps:
-        result = invoke(*step)
-        assert result.exit_code == 0, (step[0], result.output)
+from tests.helpers import invoke, run_every_stage, stage_overrides
 
 
 def test_every_stage_through_the_cli(tiny_config, tmp_path):
-    out, sets = tmp_path, _overrides(tiny_config)
-    _run_every_stage(out, sets)
+    out, sets = tmp_path, stage_overrides(tiny_config.model.name_or_path, tiny_config.data.glue_dir)
+    run_every_stage(out, sets)
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert set(metrics["strategies"]) == {"de3", "entropy", "maxprob", "patience", "pcee", "distance", "static", "oracle"}
     assert {row["strategy_name"] for row in metrics["wallclock"]} == {"de3", "entropy"}
@@ -126,9 +88,9 @@ def test_python_dash_m_entry_point(tmp_path):
 def test_same_config_and_seed_give_identical_results(tiny_config, tmp_path):
     """Determinism on CPU: the whole chain twice gives the same bytes of every checkpoint and
     signal file, and the same thresholds and metrics (wall-clock timings aside)."""
-    sets = _overrides(tiny_config)
+    sets = stage_overrides(tiny_config.model.name_or_path, tiny_config.data.glue_dir)
     for run in ("first", "second"):
-        _run_every_stage(tmp_path / run, sets)
+        run_every_stage(tmp_path / run, sets)
     first, second = tmp_path / "first", tmp_path / "second"
     for name in ("ft/model.safetensors", "proto/model.safetensors", "calib/thresholds.json", "calib/curves.csv",
                  "eval/test_curves.csv", "eval/exits.parquet", "eval/points.npz"):
@@ -157,8 +119,8 @@ STUDY_SETS = [
 def test_study_options_through_the_cli(tiny_config, tmp_path):
     """config/study.yaml's options: controls trained in stage 2, their signals, the variants,
     lambda sensitivity, overhead and the prototype-space figure, into the report."""
-    out, sets = tmp_path / "results" / "sst2" / "seed1", _overrides(tiny_config) + STUDY_SETS
-    _run_every_stage(out, sets)
+    out, sets = tmp_path / "results" / "sst2" / "seed1", stage_overrides(tiny_config.model.name_or_path, tiny_config.data.glue_dir) + STUDY_SETS
+    run_every_stage(out, sets)
     assert {"controls.safetensors", "controls.json"} <= {p.name for p in (out / "proto").iterdir()}
     assert (out / "signals" / "prototype_space.npz").is_file()
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
@@ -189,8 +151,8 @@ def test_corrupt_truncated_or_wrong_shaped_inputs_get_one_line(tiny_config, tmp_
     damaged one with one line (exit 2), never a traceback."""
     import shutil
 
-    out, sets = tmp_path / "run", _overrides(tiny_config)
-    _run_every_stage(out, sets)
+    out, sets = tmp_path / "run", stage_overrides(tiny_config.model.name_or_path, tiny_config.data.glue_dir)
+    run_every_stage(out, sets)
     bad = tmp_path / "bad"
     bad.mkdir()
 

@@ -9,12 +9,15 @@ from tests.helpers import TEXTS, prototyped_tiny_model
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_model_dir):
-    model, tokenizer = prototyped_tiny_model(tiny_model_dir, distance="euclidean")
+def setup(family_model_dir):
+    """A prototyped tiny model of each backbone family, 64 texts of 1 to 30 words (half of them
+    sentence pairs) and their stored signals."""
+    model, tokenizer = prototyped_tiny_model(family_model_dir, distance="euclidean")
     rng = np.random.default_rng(0)
     words = " ".join(TEXTS).split()
     texts = [" ".join(rng.choice(words, size=rng.integers(1, 30))) for _ in range(64)]
-    split = EncodedSplit(encode_texts(tokenizer, texts, None, 64), rng.integers(0, 2, 64), np.arange(64))
+    features = encode_texts(tokenizer, texts[:32], None, 64) + encode_texts(tokenizer, texts[32:], texts[:32], 64)
+    split = EncodedSplit(features, rng.integers(0, 2, 64), np.arange(64))
     signals = collect_signals(model, tokenizer, split, 16, 1e-8, {"task": "sst2", "split": "x"}, progress=False)
     return model, tokenizer, split, signals
 
@@ -49,7 +52,7 @@ def test_engine_equals_replay_for_every_strategy(setup, name):
 def test_signal_pass_matches_the_plain_forward(setup):
     model, tokenizer, split, signals = setup
     batch = collate(tokenizer, split.features)
-    logits, _ = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
     assert np.array_equal(signals.pred, logits.argmax(-1).T.numpy())
     assert np.array_equal(EarlyExitEngine(model, 1e-8).run_full(batch), signals.pred[:, -1])
     assert signals.idx.tolist() == list(range(64))
@@ -60,14 +63,36 @@ def test_rows_really_leave_the_batch(setup, monkeypatch):
     seen_sizes = []
     original = model.run_layer
 
-    def spy(layer, hidden, bias):
+    def spy(layer, hidden, context):
         seen_sizes.append(hidden.shape[0])
-        return original(layer, hidden, bias)
+        return original(layer, hidden, context)
 
     monkeypatch.setattr(model, "run_layer", spy)
     result, _ = EarlyExitEngine(model, 1e-8).run(collate(tokenizer, split.features[:32]), make_strategy("static", k=2))
     assert seen_sizes == [32, 32]  # layers 3 and 4 never ran
     assert result.exit_layer.tolist() == [2] * 32
+
+
+
+def test_padding_is_trimmed_as_long_rows_leave(setup, monkeypatch):
+    """The longer half of the rows leaves after layer 1 (the oracle, given layer 1's predictions as
+    their labels): layer 2 then runs on the shorter rows only, and on only as many columns as the
+    longest of them needs. That the results stay exact is the replay test above."""
+    model, tokenizer, split, signals = setup
+    widths = []
+    original = model.run_layer
+
+    def spy(layer, hidden, context):
+        widths.append(hidden.shape[1])
+        return original(layer, hidden, context)
+
+    monkeypatch.setattr(model, "run_layer", spy)
+    lengths, first = split.lengths, signals.pred[:, 0]
+    long_rows = lengths > np.median(lengths)
+    labels = np.where(long_rows, first, 1 - first)
+    result, _ = EarlyExitEngine(model, 1e-8).run(collate(tokenizer, split.features), make_strategy("oracle"), labels)
+    assert (result.exit_layer[long_rows] == 1).all() and (result.exit_layer[~long_rows] > 1).all()
+    assert widths[0] == lengths.max() and widths[1] == lengths[~long_rows].max() < widths[0]
 
 
 def test_wallclock_report(setup):

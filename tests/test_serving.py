@@ -9,7 +9,7 @@ import pytest
 
 from de3pipe.serving import registered_name
 from tests.conftest import _free_port, serving_process
-from tests.test_cli import _overrides, _run_every_stage, invoke
+from tests.helpers import invoke, run_every_stage, stage_overrides
 
 TEXTS = ["a great movie", "awful", "the plot is thin but the actors carry it"]
 
@@ -17,9 +17,9 @@ TEXTS = ["a great movie", "awful", "the plot is thin but the actors carry it"]
 @pytest.mark.slow
 def test_the_registered_model_serves_what_predict_answers(tiny_config, tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    sets = [*_overrides(tiny_config), "--set", "tracking.enabled=true", "--set", f"tracking.uri={uri}"]
+    sets = [*stage_overrides(tiny_config.model.name_or_path, tiny_config.data.glue_dir), "--set", "tracking.enabled=true", "--set", f"tracking.uri={uri}"]
     tracking_before = os.environ.get("MLFLOW_TRACKING_URI")
-    _run_every_stage(tmp_path, sets)
+    run_every_stage(tmp_path, sets)
     assert os.environ.get("MLFLOW_TRACKING_URI") == tracking_before, "logging the model leaks no tracking URI"
 
     from mlflow import MlflowClient

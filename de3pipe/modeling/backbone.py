@@ -1,9 +1,7 @@
-"""Loading a Hugging Face encoder and running it one layer at a time.
+"""Loading a Hugging Face encoder, its tokenizer and its pooling.
 
-Early exiting needs the encoder as a list of layers. BERT-family models (BERT, RoBERTa,
-XLM-R, CamemBERT, ELECTRA) all expose ``embeddings`` and ``encoder.layer``; another family
-is supported by adding its ``model_type`` here and, if its layout differs, a branch in
-:func:`embed`.
+How each family runs layer by layer lives in :mod:`de3pipe.modeling.families`; this module
+loads configs, weights and tokenizers, and refuses model types no family runs.
 """
 
 from __future__ import annotations
@@ -14,12 +12,11 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
-from transformers.masking_utils import create_bidirectional_mask
 
 from de3pipe.errors import De3Error
+from de3pipe.modeling.families import family_for_model_type, supported_families_text
 
 PACKAGED_PREFIX = "packaged:"
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -51,10 +48,10 @@ def load_config(path: str, trust_remote_code: bool = False):
             f"cannot load a model config from {path!r} ({exc}); offline, use a local folder or "
             "packaged:all-MiniLM-L6-v2"
         ) from None
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
+    if family_for_model_type(config.model_type) is None:
         raise De3Error(
-            f"{path} is a {config.model_type!r} model, not a BERT-family encoder; supported: "
-            + ", ".join(SUPPORTED_MODEL_TYPES)
+            f"{path} is a {config.model_type!r} model, which no de3pipe backbone family runs; use a model of a "
+            f"supported family (model types): {supported_families_text()}"
         )
     return config
 
@@ -77,33 +74,19 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrai
         raise De3Error(f"cannot load a tokenizer from {path}: {exc}") from None
 
 
-def detect_pooling(path: str) -> str:
-    """Follow the checkpoint: sentence-transformers folders declare their pooling; others use [CLS]."""
+def detect_pooling(path: str, family_default: str) -> str:
+    """Follow the checkpoint: sentence-transformers folders declare their pooling; others get
+    their family's default."""
     pooling_file = Path(path) / "1_Pooling" / "config.json"
     if not pooling_file.is_file():
-        try:  # a hub name: ask the hub, fall back to [CLS] when offline or absent
+        try:  # a hub name: ask the hub, fall back to the family's default when offline or absent
             from huggingface_hub import hf_hub_download
 
             pooling_file = Path(hf_hub_download(path, "1_Pooling/config.json"))
         except Exception:  # noqa: BLE001
-            return "cls"
+            return family_default
     settings = json.loads(pooling_file.read_text(encoding="utf-8"))
     return "mean" if settings.get("pooling_mode_mean_tokens") else "cls"
-
-
-def embed(backbone: nn.Module, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
-    hidden = backbone.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-    project = getattr(backbone, "embeddings_project", None)  # ELECTRA with a small embedding size
-    return project(hidden) if project is not None else hidden
-
-
-def layers(backbone: nn.Module) -> nn.ModuleList:
-    return backbone.encoder.layer
-
-
-def attention_bias(backbone: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor):
-    """The mask in the form the backbone's attention implementation expects (None: no padding)."""
-    return create_bidirectional_mask(config=backbone.config, inputs_embeds=hidden, attention_mask=attention_mask)
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:

@@ -26,6 +26,7 @@ from transformers import AutoModel, PreTrainedTokenizerBase
 from de3pipe.batching import resolve_device
 from de3pipe.errors import De3Error
 from de3pipe.modeling import backbone as bb
+from de3pipe.modeling.families import family_of
 
 CONFIG_NAME = "de3pipe.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -61,9 +62,8 @@ class MultiExitModel(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = backbone
-        # The backbone's own pooler is replaced by one pooler per exit (method.md decision).
-        if getattr(backbone, "pooler", None) is not None:
-            backbone.pooler = None
+        self.family = family_of(backbone)
+        self.family.drop_pooler(backbone)
         hidden, n_layers, n_labels = config.hidden_size, config.num_layers, config.num_labels
         self.poolers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(n_layers))
         self.dropout = nn.Dropout(config.classifier_dropout)
@@ -83,26 +83,27 @@ class MultiExitModel(nn.Module):
 
     def exit_head(self, layer: int, hidden: torch.Tensor, attention_mask: torch.Tensor):
         """Layer ``layer`` (0-based) exit: (logits, u) with u the IC's pooled representation."""
-        pooled = bb.pool(hidden, attention_mask, self.config.pooling)
+        pooled = bb.pool(self.family.exit_hidden(self.backbone, hidden), attention_mask, self.config.pooling)
         u = torch.tanh(self.poolers[layer](pooled))
         return self.classifiers[layer](self.dropout(u)), u
 
-    def embed(self, input_ids, token_type_ids=None) -> torch.Tensor:
-        return bb.embed(self.backbone, input_ids, token_type_ids)
+    def embed(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        return self.family.embed(self.backbone, input_ids, attention_mask, token_type_ids)
 
-    def run_layer(self, layer: int, hidden: torch.Tensor, attention_bias) -> torch.Tensor:
-        return bb.layers(self.backbone)[layer](hidden, attention_bias)
+    def layer_context(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
+        """What every layer needs besides the hidden states, for this batch's rows and width."""
+        return self.family.layer_context(self.backbone, hidden, attention_mask)
 
-    def attention_bias(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
-        return bb.attention_bias(self.backbone, hidden, attention_mask)
+    def run_layer(self, layer: int, hidden: torch.Tensor, context) -> torch.Tensor:
+        return self.family.run_layer(self.backbone, layer, hidden, context)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
         """All exits: logits (M, B, K) and pooled representations (M, B, H)."""
-        hidden = self.embed(input_ids, token_type_ids)
-        bias = self.attention_bias(hidden, attention_mask)
+        hidden = self.embed(input_ids, attention_mask, token_type_ids)
+        context = self.layer_context(hidden, attention_mask)
         all_logits, all_u = [], []
         for layer in range(self.num_layers):
-            hidden = self.run_layer(layer, hidden, bias)
+            hidden = self.run_layer(layer, hidden, context)
             logits, u = self.exit_head(layer, hidden, attention_mask)
             all_logits.append(logits)
             all_u.append(u)
@@ -154,26 +155,28 @@ class MultiExitModel(nn.Module):
         path = bb.resolve_model_path(name_or_path)
         backbone = bb.load_pretrained(path, model_cfg.trust_remote_code)
         tokenizer = bb.load_tokenizer(path, model_cfg.trust_remote_code)
-        hf = backbone.config
-        pooling = bb.detect_pooling(path) if model_cfg.pooling == "auto" else model_cfg.pooling
+        hf, family = backbone.config, family_of(backbone)
+        pooling = model_cfg.pooling
+        if pooling == "auto":
+            pooling = bb.detect_pooling(path, family.default_pooling(hf))
         dropout = model_cfg.classifier_dropout
         config = MultiExitConfig(
             task=task.name,
             label_names=list(task.label_names),
-            num_layers=hf.num_hidden_layers,
+            num_layers=family.num_exits(hf),
             hidden_size=hf.hidden_size,
             pooling=pooling,
             distance=model_cfg.distance,
             prototype_dim=model_cfg.prototype_dim or hf.hidden_size,
-            classifier_dropout=hf.hidden_dropout_prob if dropout is None else dropout,
+            classifier_dropout=family.classifier_dropout(hf) if dropout is None else dropout,
             max_length=min(model_cfg.max_length, getattr(hf, "max_position_embeddings", model_cfg.max_length)),
             base_model=name_or_path,
         )
-        pretrained_pooler = getattr(backbone, "pooler", None)
+        pretrained_pooler = family.pretrained_pooler(backbone)
         model = cls(config, backbone)
         if pretrained_pooler is not None:  # method.md: each exit's pooler starts from the pretrained one
             for pooler in model.poolers:
-                pooler.load_state_dict(pretrained_pooler.dense.state_dict())
+                pooler.load_state_dict(pretrained_pooler.state_dict())
         return model, tokenizer
 
 

@@ -8,6 +8,7 @@ from de3pipe.config import ModelConfig
 from de3pipe.errors import De3Error
 from de3pipe.modeling import MultiExitModel, load_checkpoint
 from de3pipe.modeling.backbone import resolve_model_path
+from de3pipe.modeling.families import FAMILIES
 from de3pipe.tasks import get_task
 from tests.helpers import TEXTS, prototyped_tiny_model
 
@@ -125,5 +126,7 @@ def test_non_bert_encoder_is_rejected(tmp_path):
     from transformers import GPT2Config
 
     GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(tmp_path / "gpt2")
-    with pytest.raises(De3Error, match="'gpt2' model, not a BERT-family encoder"):
+    with pytest.raises(De3Error, match="'gpt2' model, which no de3pipe backbone family runs") as error:
         MultiExitModel.from_base(str(tmp_path / "gpt2"), get_task("sst2"), ModelConfig())
+    for family in FAMILIES.values():  # the message lists every family and its model types
+        assert all(model_type in str(error.value) for model_type in (family.name, *family.model_types))
