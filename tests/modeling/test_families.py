@@ -65,6 +65,9 @@ def test_layer_by_layer_path_equals_the_family_forward(family_model_dir):
     pooled = bb.pool(reference, mask, model.config.pooling)
     expected = model.classifiers[-1](torch.tanh(model.poolers[-1](pooled)))
     assert torch.allclose(logits[-1], expected, atol=1e-5), (logits[-1] - expected).abs().max()
+    # `pytest -s -k layer_by_layer` prints the largest differences (the closing note's figures)
+    print(f"\n{family_model_dir.name}: hidden {(ours[real] - reference[real]).abs().max():.2e}, "
+          f"logits {(logits[-1] - expected).abs().max():.2e}")
 
 
 def test_pooling_and_dropout_follow_the_family(family_model_dir):
