@@ -58,20 +58,25 @@ def test_signal_pass_matches_the_plain_forward(setup):
     assert signals.idx.tolist() == list(range(64))
 
 
-def test_rows_really_leave_the_batch(setup, monkeypatch):
-    model, tokenizer, split, _ = setup
-    seen_sizes = []
+def _layer_input_shapes(model, monkeypatch) -> list[tuple[int, int]]:
+    """(rows, columns) of the hidden states each layer the model runs from now on receives."""
+    shapes = []
     original = model.run_layer
 
     def spy(layer, hidden, context):
-        seen_sizes.append(hidden.shape[0])
+        shapes.append(tuple(hidden.shape[:2]))
         return original(layer, hidden, context)
 
     monkeypatch.setattr(model, "run_layer", spy)
-    result, _ = EarlyExitEngine(model, 1e-8).run(collate(tokenizer, split.features[:32]), make_strategy("static", k=2))
-    assert seen_sizes == [32, 32]  # layers 3 and 4 never ran
-    assert result.exit_layer.tolist() == [2] * 32
+    return shapes
 
+
+def test_rows_really_leave_the_batch(setup, monkeypatch):
+    model, tokenizer, split, _ = setup
+    shapes = _layer_input_shapes(model, monkeypatch)
+    result, _ = EarlyExitEngine(model, 1e-8).run(collate(tokenizer, split.features[:32]), make_strategy("static", k=2))
+    assert [rows for rows, _ in shapes] == [32, 32]  # layers 3 and 4 never ran
+    assert result.exit_layer.tolist() == [2] * 32
 
 
 def test_padding_is_trimmed_as_long_rows_leave(setup, monkeypatch):
@@ -79,19 +84,13 @@ def test_padding_is_trimmed_as_long_rows_leave(setup, monkeypatch):
     their labels): layer 2 then runs on the shorter rows only, and on only as many columns as the
     longest of them needs. That the results stay exact is the replay test above."""
     model, tokenizer, split, signals = setup
-    widths = []
-    original = model.run_layer
-
-    def spy(layer, hidden, context):
-        widths.append(hidden.shape[1])
-        return original(layer, hidden, context)
-
-    monkeypatch.setattr(model, "run_layer", spy)
+    shapes = _layer_input_shapes(model, monkeypatch)
     lengths, first = split.lengths, signals.pred[:, 0]
     long_rows = lengths > np.median(lengths)
     labels = np.where(long_rows, first, 1 - first)
     result, _ = EarlyExitEngine(model, 1e-8).run(collate(tokenizer, split.features), make_strategy("oracle"), labels)
     assert (result.exit_layer[long_rows] == 1).all() and (result.exit_layer[~long_rows] > 1).all()
+    widths = [columns for _, columns in shapes]
     assert widths[0] == lengths.max() and widths[1] == lengths[~long_rows].max() < widths[0]
 
 
