@@ -75,13 +75,15 @@ def training_section(result: dict) -> list[str]:
         lines.append(f"- Stage 2 against stage 1 (median over {len(result['stages'])} runs): "
                      f"**{result['median_stage_ratio']:.2f}** of stage-1 time; per run: "
                      + ", ".join(f"{Path(r['run']).parent.name}/{Path(r['run']).name} {r['ratio']:.2f}" for r in result["stages"]) + ".")
+        epochs = max(len(r["tradeoff"]) for r in result["stages"])  # recipes differ in epochs per task
         lines += ["", "Recipe trade-off (stage 1 of each run: the last exit's validation metric after each epoch, "
-                  "against the minutes of training so far):", "", "| run | " + " | ".join(["epoch 1", "epoch 2", "epoch 3"]) + " |",
-                  "|---|---|---|---|"]
+                  "against the minutes of training so far):", "",
+                  "| run | " + " | ".join(f"epoch {e + 1}" for e in range(epochs)) + " |", "|---" * (epochs + 1) + "|"]
         for r in result["stages"]:
             cells = [f"{e['minutes']:.1f} min: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items() if k not in ("epoch", "minutes"))
                      for e in r["tradeoff"]]
-            lines.append(f"| {Path(r['run']).parent.name}/{Path(r['run']).name} | " + " | ".join(cells + [""] * (3 - len(cells))) + " |")
+            lines.append(f"| {Path(r['run']).parent.name}/{Path(r['run']).name} | "
+                         + " | ".join(cells + [""] * (epochs - len(cells))) + " |")
         lines.append("")
     n = result["noop"]
     lines.append(f"- No-op on a finished run: `snakemake -n all` {n['snakemake_dry_run_seconds']:.1f} s, "
