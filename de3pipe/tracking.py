@@ -303,6 +303,22 @@ def start_parent(uri: str | None, experiment: str, name: str, tags: dict[str, An
     return run.info.run_id
 
 
+def training_runs_link(uri: str | None, experiment: str) -> str | None:
+    """The UI link to an experiment's training runs. MLflow 3.17's UI ignores the experiment kind
+    and opens its GenAI view unless the link asks for the training one (README, MLflow)."""
+    resolved = tracking_uri(uri)
+    if store_problem(resolved):  # bounded: MLflow's own HTTP retries would take minutes
+        return None
+    try:
+        found = _retry(_client(resolved).get_experiment_by_name, experiment, attempts=2)
+    except Exception:  # noqa: BLE001 - a hint only: never worth failing the workflow for
+        return None
+    if found is None:
+        return None
+    server = resolved.rstrip("/") if resolved.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{server}/#/experiments/{found.experiment_id}/runs?workflowType=machine_learning"
+
+
 def end_parent(uri: str | None, run_id: str, status: str) -> None:
     """End an invocation's run, and mark FAILED the runs of its jobs that a SIGKILL (out of memory,
     a node lost, a time limit) left RUNNING: their processes could not close them. A store that

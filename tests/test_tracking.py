@@ -199,3 +199,12 @@ def test_a_long_job_keeps_tracking_after_the_budget_time_has_passed(tmp_path, mo
         assert run.active
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         assert db.execute("select value from metrics where key = 'loss'").fetchall() == [(0.5,)]
+
+
+def test_the_training_runs_link_asks_for_the_training_view(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert tracking.training_runs_link(uri, "absent") is None
+    tracking.start_parent(uri, "exp", "parent", {})
+    link = tracking.training_runs_link(uri, "exp")
+    assert link.startswith("http://127.0.0.1:5000/#/experiments/") and link.endswith("/runs?workflowType=machine_learning")
+    assert tracking.training_runs_link("http://127.0.0.1:9", "exp") is None  # a store that is down: no link, no error

@@ -136,6 +136,10 @@ onstart:
             f"snakemake {group}",
             {"run_group": group, "stage": "pipeline", "tasks": ",".join(TASKS), "seeds": ",".join(map(str, SEEDS))},
         )
+        link = tracking.training_runs_link(SETTINGS.tracking.uri, SETTINGS.tracking.experiment)
+        if link:
+            served = "" if uri.startswith("http") else f" (after `mlflow ui --backend-store-uri {uri}`)"
+            logger.info(f"MLflow: the runs of this invocation, run \"snakemake {group}\", at {link}{served}")
 
 
 onsuccess:
