@@ -345,7 +345,7 @@ def evaluate(
                 write_submissions(submit, frozen, task.submission_files[submit.meta["split"]], tmp)
         write_json(out / "metrics.json", results)
         with atomic_dir(out / HEADLINE_DIR, overwrite=True) as tmp:
-            for name, record in headline(results).items():
+            for name, record in headline(results, curves).items():
                 write_json(tmp / f"{name}.json", record)
         _log_splits_of_signals(run, test)
         _log_evaluation(run, results, curves, task.metrics[0], out)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from de3pipe.comparison import interpolate
 from de3pipe.errors import De3Error
 from de3pipe.io import atomic_file
 from de3pipe.metrics import exit_histogram, layer_speedup, primary_metric, task_metrics
@@ -159,20 +160,28 @@ def evaluate(signals: Signals, thresholds: dict) -> tuple[dict, pd.DataFrame, pd
 HEADLINE_DIR = "headline"
 
 
-def headline(results: dict) -> dict[str, dict]:
-    """The compact per-run figures DVC declares as metrics, one small record per strategy (DVC
-    shows a row per file): the full model's primary metric, and at each named target the
-    strategy's test metric and achieved speed-up. The full detail stays in metrics.json."""
+def headline(results: dict, curves: pd.DataFrame) -> dict[str, dict]:
+    """The compact per-run figures DVC declares as metrics, one small file per row so that
+    `dvc metrics show` stays narrow: ``full`` (the full model's primary metric) and one record per
+    strategy and named target, ``<strategy>@<target>x``: the test metric and achieved speed-up of
+    the point frozen for the target, and ``matched``, the metric of the strategy's calibrated test
+    curve at exactly that speed-up (the comparison protocol's figure for one run: the curve, with
+    the full model at 1x, sorted by speed-up and linearly interpolated; absent where the curve does
+    not reach it). The full detail stays in metrics.json."""
     metric = primary_metric(get_task(results["task"]))
-    full = round(results["full_model"][metric], 4)
-    records = {}
+    full = results["full_model"][metric]
+    records: dict[str, dict] = {"full": {"metric": round(full, 4)}}
     for name, points in results["strategies"].items():
-        record = {"full": full}
+        curve = curves[curves["strategy"] == name] if len(curves) else curves
+        speedups = np.concatenate([[1.0], curve["speedup"].to_numpy(float)]) if len(curve) else np.ones(1)
+        metrics = np.concatenate([[full], curve["metric"].to_numpy(float)]) if len(curve) else np.array([full])
         for target, point in points.items():
-            if target != "any":  # the oracle's single point has no target
-                record[f"{float(target):g}x"] = {"metric": round(point[metric], 4), "speedup": round(point["speedup"], 3)}
-        if len(record) > 1:
-            records[name] = record
+            if target == "any":  # the oracle's single point has no target
+                continue
+            record = {"metric": round(point[metric], 4), "speedup": round(point["speedup"], 3)}
+            if len(curve) and speedups.max() >= float(target):
+                record["matched"] = round(float(interpolate(speedups[:, None], metrics[:, None], np.array([float(target)]))[0, 0]), 4)
+            records[f"{name}@{float(target):g}x"] = record
     return records
 
 
