@@ -172,17 +172,22 @@ def headline(results: dict, curves: pd.DataFrame) -> dict[str, dict]:
     full = results["full_model"][metric]
     records: dict[str, dict] = {"full": {"metric": round(full, 4)}}
     for name, points in results["strategies"].items():
-        curve = curves[curves["strategy"] == name] if len(curves) else curves
-        speedups = np.concatenate([[1.0], curve["speedup"].to_numpy(float)]) if len(curve) else np.ones(1)
-        metrics = np.concatenate([[full], curve["metric"].to_numpy(float)]) if len(curve) else np.array([full])
+        speedups, metrics = _curve_from_full_model(curves, name, full)
         for target, point in points.items():
             if target == "any":  # the oracle's single point has no target
                 continue
             record = {"metric": round(point[metric], 4), "speedup": round(point["speedup"], 3)}
-            if len(curve) and speedups.max() >= float(target):
-                record["matched"] = round(float(interpolate(speedups[:, None], metrics[:, None], np.array([float(target)]))[0, 0]), 4)
+            if speedups.max() >= float(target):  # targets exceed 1x, so the full model alone never reaches one
+                matched = interpolate(speedups[:, None], metrics[:, None], np.array([float(target)]))
+                record["matched"] = round(float(matched[0, 0]), 4)
             records[f"{name}@{float(target):g}x"] = record
     return records
+
+
+def _curve_from_full_model(curves: pd.DataFrame, name: str, full: float) -> tuple[np.ndarray, np.ndarray]:
+    """``name``'s calibrated test curve (speed-ups, metrics) with the full model's point at 1x first."""
+    rows = curves[curves["strategy"] == name] if len(curves) else pd.DataFrame(columns=["speedup", "metric"])
+    return np.r_[1.0, rows["speedup"].to_numpy(float)], np.r_[full, rows["metric"].to_numpy(float)]
 
 
 def _per_lambda(signals: Signals, thresholds: dict, task: GlueTask, store: _PointStore) -> dict:
