@@ -21,9 +21,12 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from de3pipe.errors import De3Error
+
+if TYPE_CHECKING:
+    from mlflow.entities import RunInfo
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +294,7 @@ def job_run(
         yield run
 
 
-def start_parent(uri: str | None, experiment: str, name: str, tags: dict[str, Any]) -> str:
+def start_parent(uri: str | None, experiment: str, name: str, tags: dict[str, Any]) -> RunInfo:
     """Create the parent run of one pipeline invocation (and the store, before jobs race to)."""
     client = _client(tracking_uri(uri))
     run = _retry(
@@ -300,23 +303,14 @@ def start_parent(uri: str | None, experiment: str, name: str, tags: dict[str, An
         run_name=name,
         tags={"git_commit": git_commit(), **{k: str(v) for k, v in tags.items()}},
     )
-    return run.info.run_id
+    return run.info
 
 
-def training_runs_link(uri: str | None, experiment: str) -> str | None:
+def training_runs_link(uri: str, experiment_id: str) -> str:
     """The UI link to an experiment's training runs. MLflow 3.17's UI ignores the experiment kind
     and opens its GenAI view unless the link asks for the training one (README, MLflow)."""
-    resolved = tracking_uri(uri)
-    if store_problem(resolved):  # bounded: MLflow's own HTTP retries would take minutes
-        return None
-    try:
-        found = _retry(_client(resolved).get_experiment_by_name, experiment, attempts=2)
-    except Exception:  # noqa: BLE001 - a hint only: never worth failing the workflow for
-        return None
-    if found is None:
-        return None
-    server = resolved.rstrip("/") if resolved.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-    return f"{server}/#/experiments/{found.experiment_id}/runs?workflowType=machine_learning"
+    server = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{server}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def end_parent(uri: str | None, run_id: str, status: str) -> None:

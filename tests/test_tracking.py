@@ -59,7 +59,7 @@ def test_parallel_jobs_lose_no_run_and_no_metric(store, tmp_path, request):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}" if store == "sqlite" else request.getfixturevalue("mlflow_server")
     experiment = f"exp-{tmp_path.name}"
-    parent = tracking.start_parent(uri, experiment, "parent", {})  # the Snakefile's onstart creates the store first
+    parent = tracking.start_parent(uri, experiment, "parent", {}).run_id  # the Snakefile's onstart creates the store first
     # Separate processes, as Snakemake's jobs are; forked from a server that has imported mlflow
     # once (no store opened before the fork), so the 8 do not each pay the import.
     context = multiprocessing.get_context("forkserver")
@@ -94,7 +94,7 @@ def test_runs_of_killed_jobs_end_failed_with_the_invocation(tmp_path):
     import sys
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    parent = tracking.start_parent(uri, "exp", "snakemake", {"run_group": "g1", "stage": "pipeline"})
+    parent = tracking.start_parent(uri, "exp", "snakemake", {"run_group": "g1", "stage": "pipeline"}).run_id
     env = {**os.environ, tracking.PARENT_ENV: parent, tracking.GROUP_ENV: "g1"}
     job = subprocess.Popen([sys.executable, "-c", _KILLED_JOB, uri], env=env, stdout=subprocess.PIPE, text=True)
     assert job.stdout.readline().strip() == "started"
@@ -203,8 +203,8 @@ def test_a_long_job_keeps_tracking_after_the_budget_time_has_passed(tmp_path, mo
 
 def test_the_training_runs_link_asks_for_the_training_view(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert tracking.training_runs_link(uri, "absent") is None
-    tracking.start_parent(uri, "exp", "parent", {})
-    link = tracking.training_runs_link(uri, "exp")
-    assert link.startswith("http://127.0.0.1:5000/#/experiments/") and link.endswith("/runs?workflowType=machine_learning")
-    assert tracking.training_runs_link("http://127.0.0.1:9", "exp") is None  # a store that is down: no link, no error
+    parent = tracking.start_parent(uri, "exp", "parent", {})  # the workflow links the experiment it just used
+    link = tracking.training_runs_link(uri, parent.experiment_id)
+    assert link == f"http://127.0.0.1:5000/#/experiments/{parent.experiment_id}/runs?workflowType=machine_learning"
+    served = tracking.training_runs_link("http://tracking.example:5001/", "7")  # a server: its own address
+    assert served == "http://tracking.example:5001/#/experiments/7/runs?workflowType=machine_learning"

@@ -130,16 +130,16 @@ onstart:
         group = os.environ.setdefault(
             tracking.GROUP_ENV, datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
         )
-        os.environ[tracking.PARENT_ENV] = tracking.start_parent(
+        parent = tracking.start_parent(
             SETTINGS.tracking.uri,
             SETTINGS.tracking.experiment,
             f"snakemake {group}",
             {"run_group": group, "stage": "pipeline", "tasks": ",".join(TASKS), "seeds": ",".join(map(str, SEEDS))},
         )
-        link = tracking.training_runs_link(SETTINGS.tracking.uri, SETTINGS.tracking.experiment)
-        if link:
-            served = "" if uri.startswith("http") else f" (after `mlflow ui --backend-store-uri {uri}`)"
-            logger.info(f"MLflow: the runs of this invocation, run \"snakemake {group}\", at {link}{served}")
+        os.environ[tracking.PARENT_ENV] = parent.run_id
+        link = tracking.training_runs_link(uri, parent.experiment_id)
+        served = "" if uri.startswith("http") else f" (after `mlflow ui --backend-store-uri {uri}`)"
+        logger.info(f"MLflow: the runs of this invocation, run \"snakemake {group}\", at {link}{served}")
 
 
 onsuccess:
