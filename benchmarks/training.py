@@ -57,7 +57,7 @@ def _task_config(config: Path, task_name: str, finetune: dict | None = None, max
 
 def finetune_run(data, cfg, out: Path) -> dict:
     """One stage-1 run: samples/s over the training steps, padding, validation metric of the last exit."""
-    from de3pipe.training import finetune
+    from de3pipe.modeling.training import finetune
 
     summary = finetune(data, cfg, out, overwrite=True, progress=False)
     samples = min(summary["steps"] * cfg.finetune.batch_size, math.ceil(cfg.finetune.epochs * summary["train_samples"]))
@@ -75,10 +75,10 @@ def hf_finetune_run(data, cfg) -> dict:
     """Plain Hugging Face fine-tuning of the same backbone: fp32, uniformly shuffled batches."""
     from transformers import AutoModelForSequenceClassification
 
-    from de3pipe.batching import collate, encode_split
-    from de3pipe.metrics import task_metrics
+    from de3pipe.modeling.batching import collate, encode_split
+    from de3pipe.method.metrics import task_metrics
     from de3pipe.modeling.backbone import load_tokenizer, resolve_model_path
-    from de3pipe.training import _optimizer, _optimizer_step, _shuffled_batches, _total_steps, seed_everything
+    from de3pipe.modeling.training import _optimizer, _optimizer_step, _shuffled_batches, _total_steps, seed_everything
 
     seed_everything(cfg.seed)
     path = resolve_model_path(cfg.model.name_or_path)

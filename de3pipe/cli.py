@@ -73,7 +73,7 @@ def _print_json(data) -> None:
 
 def _job(cfg: Config, stage: str, task: str, sections: tuple[str, ...]):
     """The MLflow run of one stage (a no-op unless tracking.enabled), with the config it read."""
-    from de3pipe import tracking
+    from de3pipe.infra import tracking
 
     run = tracking.job_run(
         cfg.tracking.enabled,
@@ -112,7 +112,7 @@ def prepare(
 ) -> None:
     """Read a GLUE task (GLUE folder or hub), carve the validation split, write parquet + stats."""
     from de3pipe.data.prepare import PreparedData, prepare_task
-    from de3pipe.tasks import get_task
+    from de3pipe.data.tasks import get_task
 
     cfg = _config(config, set_, seed).for_task(get_task(task).name)
     with _job(cfg, "prepare", get_task(task).name, ("data",)) as run:
@@ -163,7 +163,7 @@ def finetune(
 ) -> None:
     """Stage 1: fine-tune the backbone and an internal classifier on every layer."""
     from de3pipe.data.prepare import PreparedData
-    from de3pipe.training import finetune as run_stage
+    from de3pipe.modeling.training import finetune as run_stage
 
     prepared = PreparedData.open(data)
     cfg = _config(config, set_, seed).for_task(prepared.task.name)
@@ -188,7 +188,7 @@ def prototypes(
 ) -> None:
     """Stage 2: train the prototypical networks with DAR (backbone and classifiers frozen by default)."""
     from de3pipe.data.prepare import PreparedData
-    from de3pipe.training import train_prototypes
+    from de3pipe.modeling.training import train_prototypes
 
     prepared = PreparedData.open(data)
     cfg = _config(config, set_, seed).for_task(prepared.task.name)
@@ -214,8 +214,8 @@ def signals(
 ) -> None:
     """One forward pass per split storing every layer's logits, entropy, r1, r2 and DR."""
     from de3pipe.data.prepare import PreparedData
-    from de3pipe.metrics import task_metrics
-    from de3pipe.signal_pass import run_signal_pass
+    from de3pipe.method.metrics import task_metrics
+    from de3pipe.stages.signals import run_signal_pass
 
     prepared = PreparedData.open(data)
     cfg = _config(config, set_, seed).for_task(prepared.task.name)
@@ -251,9 +251,9 @@ def calibrate(
     quiet: QuietOpt = False,
 ) -> None:
     """Sweep every strategy's knob on the validation split; freeze one operating point per target."""
-    from de3pipe.calibration import calibrate as run_stage
-    from de3pipe.io import atomic_file, write_json
-    from de3pipe.signals import Signals
+    from de3pipe.method.calibration import calibrate as run_stage
+    from de3pipe.infra.io import atomic_file, write_json
+    from de3pipe.method.signals import Signals
 
     cfg = _config(config, set_, seed)
     validation = Signals.load(_signals_file(signals_path, "validation"))
@@ -304,11 +304,11 @@ def evaluate(
     quiet: QuietOpt = False,
 ) -> None:
     """Apply the frozen thresholds to the test split: metrics, speed-ups, exits, curves, submission files."""
-    from de3pipe.evaluation import HEADLINE_DIR, POINTS_FILE, headline, write_submissions
-    from de3pipe.evaluation import evaluate as run_stage
-    from de3pipe.io import atomic_dir, atomic_file, read_json, write_json, write_npz
-    from de3pipe.signals import Signals
-    from de3pipe.tasks import get_task
+    from de3pipe.method.evaluation import HEADLINE_DIR, POINTS_FILE, headline, write_submissions
+    from de3pipe.method.evaluation import evaluate as run_stage
+    from de3pipe.infra.io import atomic_dir, atomic_file, read_json, write_json, write_npz
+    from de3pipe.method.signals import Signals
+    from de3pipe.data.tasks import get_task
 
     frozen = read_json(thresholds, what="thresholds file")
     test = Signals.load(_signals_file(signals_path, "test"))
@@ -322,8 +322,8 @@ def evaluate(
         results["seed"] = cfg.seed
         task = get_task(test.meta["task"])
         if model is not None and data is not None and (cfg.evaluation.wallclock or cfg.evaluation.overhead):
-            from de3pipe.overhead import measure_overhead
-            from de3pipe.wallclock import measure_points, timing_inputs
+            from de3pipe.inference.overhead import measure_overhead
+            from de3pipe.inference.wallclock import measure_points, timing_inputs
 
             network, tokenizer, encoded = timing_inputs(model, data, test.meta["split"])
             if cfg.evaluation.wallclock:
@@ -350,7 +350,7 @@ def evaluate(
         _log_splits_of_signals(run, test)
         _log_evaluation(run, results, curves, task.metrics[0], out)
         if model is not None and cfg.tracking.log_model:
-            from de3pipe.serving import log_calibrated_model
+            from de3pipe.inference.serving import log_calibrated_model
 
             log_calibrated_model(run, model, thresholds, task)
     _print_summary(results)
@@ -408,7 +408,7 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="batch size")] = 32,
 ) -> None:
     """Classify texts with early exit; print label, exit layer and confidence per text."""
-    from de3pipe.predict import predict_texts, read_texts
+    from de3pipe.inference.predict import predict_texts, read_texts
 
     lines = read_texts(texts or [], file)
     for row in predict_texts(model, thresholds, lines, strategy, target, batch_size):
@@ -429,8 +429,8 @@ def speed(
     out: Annotated[Path | None, typer.Option(help="JSON file for the figures")] = None,
 ) -> None:
     """Measure batched early exit against the full model: layer and wall-clock speed-ups."""
-    from de3pipe.io import read_json, write_json
-    from de3pipe.wallclock import measure_points, timing_inputs
+    from de3pipe.infra.io import read_json, write_json
+    from de3pipe.inference.wallclock import measure_points, timing_inputs
 
     frozen = read_json(thresholds, what="thresholds file")
     network, tokenizer, encoded = timing_inputs(model, data, split, max_samples)
@@ -458,7 +458,7 @@ def report(
     quiet: QuietOpt = False,
 ) -> None:
     """Strategies compared at matched speed-ups on calibrated curves, with bootstrap intervals; plots."""
-    from de3pipe.report import build_report
+    from de3pipe.report.page import build_report
 
     cfg = _config(config, set_, None)
     _refuse_existing([out / "report.md", out / "summary.json"], overwrite)
@@ -477,10 +477,10 @@ def dvc_yaml(
         "config/config.yaml"
     ),
 ) -> None:
-    """Print dvc.yaml, generated from the workflow's stage table (de3pipe/pipeline.py)."""
+    """Print dvc.yaml, generated from the workflow's stage table (de3pipe/infra/workflow.py)."""
     import yaml
 
-    from de3pipe.pipeline import dvc_yaml as generate
+    from de3pipe.infra.workflow import dvc_yaml as generate
 
     tree = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
     typer.echo(generate(tree.get("tasks", []), tree.get("seeds", []), str(config)), nl=False)

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from de3pipe.errors import De3Error
 
-from de3pipe.strategies import strategy_names
+from de3pipe.method.strategies import strategy_names
 
-# Every registered strategy name (de3pipe/strategies.py); the study variants need prototypes.controls.
+# Every registered strategy name (de3pipe/method/strategies.py); the study variants need prototypes.controls.
 STRATEGY_NAMES = strategy_names()
 
 
@@ -113,7 +113,7 @@ class PrototypeConfig(OptimConfig):
     controls: bool = Field(
         False,
         description="also train the study's controls on the same frozen features: a softmax head per layer with "
-        "the prototypical network's capacity, and the no-DAR class means (de3pipe/controls.py)",
+        "the prototypical network's capacity, and the no-DAR class means (de3pipe/method/controls.py)",
     )
 
     @model_validator(mode="after")
@@ -187,7 +187,7 @@ class EvaluationConfig(_Section):
     )
     wallclock_repeats: int = Field(2, gt=0, description="timed runs per point; the fastest counts")
     overhead: bool = Field(
-        False, description="measure de3's storage, FLOPs and signal time against entropy's (de3pipe/overhead.py)"
+        False, description="measure de3's storage, FLOPs and signal time against entropy's (de3pipe/inference/overhead.py)"
     )
 
 
@@ -252,7 +252,7 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _recipes_are_valid(self) -> Config:
-        from de3pipe.tasks import CLASSIFICATION_TASKS
+        from de3pipe.data.tasks import CLASSIFICATION_TASKS
 
         for task, recipe in self.recipes.items():
             if task not in CLASSIFICATION_TASKS:
@@ -382,7 +382,7 @@ PIPELINE_KEYS = frozenset({"tasks", "seeds", "results"})  # keep in sync: pipeli
 def pipeline_schema() -> dict:
     """JSON schema of config/config.yaml: the stage sections (from the typed config) plus the
     workflow's own keys. ``workflow/schemas/config.schema.yaml`` is this, generated."""
-    from de3pipe.tasks import CLASSIFICATION_TASKS
+    from de3pipe.data.tasks import CLASSIFICATION_TASKS
 
     schema = Config.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -6,7 +6,7 @@ import torch
 
 from de3pipe.config import ModelConfig
 from de3pipe.modeling import MultiExitModel
-from de3pipe.tasks import get_task
+from de3pipe.data.tasks import get_task
 
 # The toy SST-2 folder's words (conftest.write_sst2)
 POSITIVE = ["a great movie", "wonderful and moving", "i loved it", "brilliant acting", "a joy to watch", "superb"]

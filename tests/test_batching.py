@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from de3pipe.batching import length_grouped_batches
+from de3pipe.modeling.batching import length_grouped_batches
 
 
 def _padded_tokens(batches, lengths):

@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
-from de3pipe.calibration import calibrate, choose_operating_point, curve_targets
+from de3pipe.method.calibration import calibrate, choose_operating_point, curve_targets
 from de3pipe.config import CalibrationConfig
 from de3pipe.errors import De3Error
-from de3pipe.evaluation import curve_points, evaluate, write_submissions
-from de3pipe.metrics import layer_speedup
-from de3pipe.signals import Signals
-from de3pipe.strategies import make_strategy, replay, replay_named, threshold_grid
+from de3pipe.method.evaluation import curve_points, evaluate, write_submissions
+from de3pipe.method.metrics import layer_speedup
+from de3pipe.method.signals import Signals
+from de3pipe.method.strategies import make_strategy, replay, replay_named, threshold_grid
 
 
 def random_signals(n=200, m=6, seed=0, labeled=True) -> Signals:

@@ -1,4 +1,4 @@
-"""The comparison statistics (de3pipe/comparison.py): weighted metrics, matched-speed-up
+"""The comparison statistics (de3pipe/report/comparison.py): weighted metrics, matched-speed-up
 interpolation, the bootstrap, the baseline gate, the correction, and the envelope bias that
 calibrated curves remove."""
 
@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from de3pipe import strategies
-from de3pipe.calibration import calibrate
-from de3pipe.comparison import (
+from de3pipe.method import strategies
+from de3pipe.method.calibration import calibrate
+from de3pipe.report.comparison import (
     Design, RunPoints, adjust, compare_task, correct_differences, interpolate, mean_over_grid, trivial_metric,
     weighted_metric, weighted_speedup,
 )
 from de3pipe.config import CalibrationConfig, ReportConfig
-from de3pipe.evaluation import evaluate
+from de3pipe.method.evaluation import evaluate
 from tests.test_calibration import random_signals
 
 synthetic_signals = random_signals  # noqa: F401 - the strategy-registration test builds on it
@@ -183,8 +183,8 @@ def test_calibrated_curves_remove_the_envelope_bias(monkeypatch):
     differ significantly, while a test-set envelope would favour the five-knob strategy."""
     for cls in (_NoisyConfidence, _NoisyFive):
         monkeypatch.setitem(strategies._RULES, cls.name, cls)
-    monkeypatch.setattr("de3pipe.calibration.KNOB_COLUMNS", ("tau", "lam", "t", "k", "c"))
-    monkeypatch.setattr("de3pipe.calibration.INTEGER_KNOBS", ("t", "k", "c"))
+    monkeypatch.setattr("de3pipe.method.calibration.KNOB_COLUMNS", ("tau", "lam", "t", "k", "c"))
+    monkeypatch.setattr("de3pipe.method.calibration.INTEGER_KNOBS", ("t", "k", "c"))
     cfg = CalibrationConfig.model_construct(**(CalibrationConfig().model_dump() | {
         "strategies": ["noisy_one", "noisy_five"], "targets": [2.0], "curve_step": 0.1}))
     report = ReportConfig(comparisons=[], bootstrap_samples=100)
@@ -212,8 +212,8 @@ def test_calibrated_curves_remove_the_envelope_bias(monkeypatch):
 
 
 def _test_sweep(name, cfg, test):
-    from de3pipe.calibration import evaluate_strategy
-    from de3pipe.tasks import get_task
+    from de3pipe.method.calibration import evaluate_strategy
+    from de3pipe.data.tasks import get_task
 
     for knobs in strategies.lookup(name).rule.knob_grid(test, cfg, 1e-8):
         point = evaluate_strategy(strategies.make_strategy(name, **knobs), test, get_task("sst2"), name)

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from de3pipe.batching import encode_texts
-from de3pipe.controls import StudyControls, control_arrays, parameter_count
+from de3pipe.modeling.batching import encode_texts
+from de3pipe.method.controls import StudyControls, control_arrays, parameter_count
 from de3pipe.errors import De3Error
-from de3pipe.overhead import measure_overhead
-from de3pipe.projection import project_prototype_space
+from de3pipe.inference.overhead import measure_overhead
+from de3pipe.method.projection import project_prototype_space
 from tests.helpers import TEXTS, prototyped_tiny_model
 
 
@@ -55,7 +55,7 @@ def test_control_arrays_follow_the_internal_classifiers_prediction():
 
 
 def _batch_split(tokenizer):
-    from de3pipe.batching import EncodedSplit
+    from de3pipe.modeling.batching import EncodedSplit
 
     features = encode_texts(tokenizer, TEXTS, None, 32)
     return EncodedSplit(features, np.array([i % 2 for i in range(len(TEXTS))]), np.arange(len(TEXTS)))

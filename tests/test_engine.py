@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from de3pipe.batching import EncodedSplit, collate, encode_texts
+from de3pipe.modeling.batching import EncodedSplit, collate, encode_texts
 from de3pipe.config import CalibrationConfig
-from de3pipe.engine import EarlyExitEngine, collect_signals, measure_wallclock
-from de3pipe.strategies import lookup, make_strategy, replay, strategy_names
+from de3pipe.inference.engine import EarlyExitEngine, collect_signals, measure_wallclock
+from de3pipe.method.strategies import lookup, make_strategy, replay, strategy_names
 from tests.helpers import TEXTS, prototyped_tiny_model
 
 

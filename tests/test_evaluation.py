@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from de3pipe.evaluation import headline
+from de3pipe.method.evaluation import headline
 
 
 def test_headline_rows_read_each_curve_at_its_target_with_the_full_model_at_1x():

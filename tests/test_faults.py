@@ -20,7 +20,7 @@ from tests.conftest import write_sst2
 # Runs `de3pipe finetune ...` in a fresh interpreter with one function replaced by a fault.
 _FAULTY_RUN = """
 import errno, os, signal, sys
-from de3pipe import training
+from de3pipe.modeling import training
 from de3pipe.modeling import multi_exit
 
 fault, args = sys.argv[1], sys.argv[2:]

@@ -2,12 +2,12 @@
 
 import pytest
 
-from de3pipe.batching import encode_split
+from de3pipe.modeling.batching import encode_split
 from de3pipe.config import load_config
 from de3pipe.data.prepare import PreparedData, prepare_task
-from de3pipe.engine import collect_signals
+from de3pipe.inference.engine import collect_signals
 from de3pipe.modeling import load_checkpoint
-from de3pipe.training import finetune, train_prototypes
+from de3pipe.modeling.training import finetune, train_prototypes
 
 
 @pytest.mark.slow

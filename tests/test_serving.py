@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from de3pipe.serving import registered_name
+from de3pipe.inference.serving import registered_name
 from tests.conftest import _free_port, serving_process
 from tests.helpers import invoke, run_every_stage, stage_overrides
 

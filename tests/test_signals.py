@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from de3pipe.signals import edr, layer_signals
+from de3pipe.method.signals import edr, layer_signals
 
 
 def test_entropy_is_normalised_by_log_k():

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from de3pipe.errors import De3Error
-from de3pipe.metrics import exit_histogram, layer_speedup
-from de3pipe.signals import Signals
-from de3pipe.strategies import lookup, make_strategy, replay, strategy_names
+from de3pipe.method.metrics import exit_histogram, layer_speedup
+from de3pipe.method.signals import Signals
+from de3pipe.method.strategies import lookup, make_strategy, replay, strategy_names
 
 
 def make_signals(pred, entropy, dr, labels=None) -> Signals:
@@ -108,7 +108,7 @@ def test_a_new_strategy_is_one_registered_class(tmp_path):
 from dataclasses import dataclass
 from typing import ClassVar
 import numpy as np
-from de3pipe.strategies import Strategy, register
+from de3pipe.method.strategies import Strategy, register
 
 @register
 @dataclass(frozen=True)
@@ -126,9 +126,9 @@ class FirstConfident(Strategy):
 
 import json
 from de3pipe.config import pipeline_schema, load_config
-from de3pipe.calibration import calibrate
-from de3pipe.evaluation import evaluate
-from de3pipe.report import display_order
+from de3pipe.method.calibration import calibrate
+from de3pipe.method.evaluation import evaluate
+from de3pipe.report.page import display_order
 from tests.test_comparison import synthetic_signals
 
 cfg = load_config(None, ["calibration.strategies=[entropy, first_confident]", "calibration.targets=[1.5]"])

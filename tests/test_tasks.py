@@ -1,7 +1,7 @@
 import pytest
 
 from de3pipe.errors import De3Error
-from de3pipe.tasks import CLASSIFICATION_TASKS, GLUE_TASKS, get_task
+from de3pipe.data.tasks import CLASSIFICATION_TASKS, GLUE_TASKS, get_task
 
 
 def test_all_nine_glue_tasks_are_in_the_table():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from de3pipe import tracking
+from de3pipe.infra import tracking
 
 
 def _runs(db):
@@ -63,7 +63,7 @@ def test_parallel_jobs_lose_no_run_and_no_metric(store, tmp_path, request):
     # Separate processes, as Snakemake's jobs are; forked from a server that has imported mlflow
     # once (no store opened before the fork), so the 8 do not each pay the import.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["mlflow", "de3pipe.tracking"])
+    context.set_forkserver_preload(["mlflow", "de3pipe.infra.tracking"])
     with context.Pool(8) as pool:
         jobs = [(uri, experiment, i, str(tmp_path)) for i in range(8)]
         assert sorted(pool.map(_job, jobs)) == list(range(8))
@@ -79,7 +79,7 @@ def test_parallel_jobs_lose_no_run_and_no_metric(store, tmp_path, request):
 
 _KILLED_JOB = """
 import sys, time
-from de3pipe import tracking
+from de3pipe.infra import tracking
 with tracking.job_run(True, sys.argv[1], "exp", "killed", {"stage": "finetune"}) as run:
     with run.child("strategy", {"stage": "finetune"}):
         print("started", flush=True)
@@ -111,7 +111,7 @@ def test_runs_of_killed_jobs_end_failed_with_the_invocation(tmp_path):
 _JOB_THAT_LOSES_ITS_STORE = """
 import sys, time
 from pathlib import Path
-from de3pipe import tracking
+from de3pipe.infra import tracking
 out = Path(sys.argv[2])
 with tracking.job_run(True, sys.argv[1], "exp", "job", {"stage": "prepare"}) as run:
     run.log_params({"data": {"validation_size": 0.1}})

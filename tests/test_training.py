@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from de3pipe.data.prepare import PreparedData, prepare_task
 from de3pipe.modeling import MultiExitModel, load_checkpoint
-from de3pipe.training import dar_loss, finetune, layer_weights, train_prototypes
+from de3pipe.modeling.training import dar_loss, finetune, layer_weights, train_prototypes
 
 
 @pytest.fixture()
@@ -77,7 +77,7 @@ def test_unfrozen_stage_two_trains_the_backbone(prepared, tiny_config, tmp_path)
 def test_wrong_task_checkpoint(prepared, tiny_config, tmp_path):
     from de3pipe.config import ModelConfig
     from de3pipe.errors import De3Error
-    from de3pipe.tasks import get_task
+    from de3pipe.data.tasks import get_task
 
     model, tokenizer = MultiExitModel.from_base(tiny_config.model.name_or_path, get_task("rte"), ModelConfig())
     model.save_pretrained(tmp_path / "rte", tokenizer)
@@ -90,7 +90,7 @@ def test_a_class_first_seen_through_one_example_keeps_stage_two_finite(tiny_mode
     """The NaN case: the prototype of a class whose first batch holds one example equals that
     example's embedding, so its distance is 0, where sqrt's gradient is infinite."""
     from de3pipe.config import ModelConfig
-    from de3pipe.tasks import get_task
+    from de3pipe.data.tasks import get_task
 
     torch.manual_seed(0)
     model, _ = MultiExitModel.from_base(str(tiny_model_dir), get_task("sst2"), ModelConfig())
@@ -107,7 +107,7 @@ def test_a_class_first_seen_through_one_example_keeps_stage_two_finite(tiny_mode
 
 
 def test_a_non_finite_loss_stops_stage_two_naming_layer_and_step(prepared, tiny_config, tmp_path, monkeypatch):
-    from de3pipe import training
+    from de3pipe.modeling import training
     from de3pipe.errors import De3Error
 
     finetune(prepared, tiny_config, tmp_path / "ft", progress=False)
@@ -126,7 +126,7 @@ def test_a_non_finite_loss_stops_stage_two_naming_layer_and_step(prepared, tiny_
 
 def test_a_non_finite_gradient_names_its_layer():
     from de3pipe.errors import De3Error
-    from de3pipe.training import _optimizer, _optimizer_step
+    from de3pipe.modeling.training import _optimizer, _optimizer_step
     from de3pipe.config import OptimConfig
 
     layers = torch.nn.ModuleDict({"prototype_nets": torch.nn.ModuleList([torch.nn.Linear(2, 2) for _ in range(3)])})
@@ -182,7 +182,7 @@ def test_length_grouping_pads_less(prepared, tiny_config, tmp_path):
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
-    from de3pipe.training import autocast_dtype
+    from de3pipe.modeling.training import autocast_dtype
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from de3pipe.errors import De3Error
-from de3pipe.tasks import GlueTask, TsvFile
+from de3pipe.data.tasks import GlueTask, TsvFile
 
 COLUMNS = ("idx", "text_a", "text_b", "label")
 

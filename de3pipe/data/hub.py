@@ -6,7 +6,7 @@ import pandas as pd
 
 from de3pipe.data.glue_dir import COLUMNS
 from de3pipe.errors import De3Error
-from de3pipe.tasks import GlueTask
+from de3pipe.data.tasks import GlueTask
 
 HUB_DATASET = "nyu-mll/glue"
 

@@ -20,8 +20,8 @@ from sklearn.model_selection import train_test_split
 from de3pipe.config import DataConfig
 from de3pipe.data import glue_dir, hub
 from de3pipe.errors import De3Error
-from de3pipe.io import atomic_dir, read_json, write_json
-from de3pipe.tasks import GlueTask, get_task
+from de3pipe.infra.io import atomic_dir, read_json, write_json
+from de3pipe.data.tasks import GlueTask, get_task
 
 DATASET_INFO = "dataset.json"
 

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 from transformers import AutoModel, PreTrainedTokenizerBase
 
-from de3pipe.batching import resolve_device
+from de3pipe.modeling.batching import resolve_device
 from de3pipe.errors import De3Error
 from de3pipe.modeling import backbone as bb
 from de3pipe.modeling.families import family_of

@@ -6,7 +6,7 @@ import pytest
 
 from de3pipe.data.glue_dir import read_task, read_tsv
 from de3pipe.errors import De3Error
-from de3pipe.tasks import CLASSIFICATION_TASKS, get_task
+from de3pipe.data.tasks import CLASSIFICATION_TASKS, get_task
 from tests.conftest import SHARED_GLUE
 
 

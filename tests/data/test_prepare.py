@@ -114,7 +114,7 @@ def test_real_sst2_validation_looks_like_its_test():
         pytest.skip("the GLUE copy is not beside the repository")
     from de3pipe.data import glue_dir
     from de3pipe.data.prepare import carve_validation
-    from de3pipe.tasks import get_task
+    from de3pipe.data.tasks import get_task
 
     task = get_task("sst2")
     raw = glue_dir.read_task(SHARED_GLUE, task)

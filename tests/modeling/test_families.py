@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from de3pipe.batching import collate, encode_texts
+from de3pipe.modeling.batching import collate, encode_texts
 from de3pipe.modeling import load_checkpoint
 from de3pipe.modeling import backbone as bb
 from de3pipe.modeling.families import FAMILIES, family_for_model_type, family_table, register_family

@@ -9,7 +9,7 @@ from de3pipe.errors import De3Error
 from de3pipe.modeling import MultiExitModel, load_checkpoint
 from de3pipe.modeling.backbone import resolve_model_path
 from de3pipe.modeling.families import FAMILIES
-from de3pipe.tasks import get_task
+from de3pipe.data.tasks import get_task
 from tests.helpers import TEXTS, prototyped_tiny_model
 
 

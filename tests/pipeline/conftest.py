@@ -70,7 +70,7 @@ def git_commit(folder: Path, message: str) -> None:
 def tiny_run(tmp_path_factory) -> Path:
     """One local `snakemake --cores 2 all` of the tiny config, as the project's default config, in a
     git + DVC project (so its onsuccess records dvc.lock). Shared, read-only: copy it to change it."""
-    from de3pipe.pipeline import dvc_yaml
+    from de3pipe.infra.workflow import dvc_yaml
 
     if not glue_dir().is_dir():
         pytest.skip("the shared GLUE folder is not here")

@@ -7,7 +7,7 @@ import sqlite3
 import yaml
 
 from de3pipe.config import pipeline_schema
-from de3pipe.pipeline import STAGES, dvc_yaml
+from de3pipe.infra.workflow import STAGES, dvc_yaml
 from tests.pipeline.conftest import ROOT, needs_glue, run
 
 

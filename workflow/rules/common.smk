@@ -1,5 +1,5 @@
 # Config validation, tracking of the invocation, and the helpers that build every rule's
-# input, output, params and command from the one stage table in de3pipe/pipeline.py.
+# input, output, params and command from the one stage table in de3pipe/infra/workflow.py.
 import os
 import subprocess
 import uuid
@@ -9,10 +9,10 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from de3pipe import tracking
+from de3pipe.infra import tracking
 from de3pipe.config import load_config, merge, read_yaml
 from de3pipe.errors import De3Error
-from de3pipe.pipeline import DEFAULT_RESULTS, STAGES, code_files, command, is_directory, plain_path
+from de3pipe.infra.workflow import DEFAULT_RESULTS, STAGES, code_files, command, is_directory, plain_path
 
 
 def config_files():

@@ -17,10 +17,10 @@ import pandas as pd
 
 from de3pipe.config import CalibrationConfig
 from de3pipe.errors import De3Error
-from de3pipe.metrics import layer_speedup, primary_metric, task_metrics
-from de3pipe.signals import Signals
-from de3pipe.strategies import Strategy, lookup, make_strategy, replay
-from de3pipe.tasks import GlueTask, get_task
+from de3pipe.method.metrics import layer_speedup, primary_metric, task_metrics
+from de3pipe.method.signals import Signals
+from de3pipe.method.strategies import Strategy, lookup, make_strategy, replay
+from de3pipe.data.tasks import GlueTask, get_task
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ def _mlflow_python_model():
             self.predictors = {}
 
         def _predictor(self, strategy: str, target: str):
-            from de3pipe.predict import Predictor
+            from de3pipe.inference.predict import Predictor
 
             key = (strategy, str(target))
             if key not in self.predictors:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 
-from de3pipe.io import write_npz
+from de3pipe.infra.io import write_npz
 from de3pipe.modeling import MultiExitModel
 
 FILE_NAME = "prototype_space.npz"

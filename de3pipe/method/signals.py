@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from de3pipe.errors import De3Error
-from de3pipe.io import write_npz
+from de3pipe.infra.io import write_npz
 
 if TYPE_CHECKING:
     import torch
@@ -95,7 +95,7 @@ class Signals:
     labels: np.ndarray  # (N,) -1 where unlabeled
     idx: np.ndarray  # (N,) the split's example ids
     meta: dict = field(default_factory=dict)
-    # The study's controls (de3pipe/controls.py), present when the checkpoint has them:
+    # The study's controls (de3pipe/method/controls.py), present when the checkpoint has them:
     control_log_probs: np.ndarray | None = None  # (N, M-1, K) the control softmax heads
     nodar_r1: np.ndarray | None = None  # (N, M-1) r1, r2, DR against the no-DAR class means
     nodar_r2: np.ndarray | None = None

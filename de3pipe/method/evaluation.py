@@ -2,7 +2,7 @@
 
 Every frozen point (the named targets, each strategy's dense curve grid, the per-lambda points)
 is applied once to test. Besides the metrics, every point's per-example exits and predictions
-are kept (``points.npz``), so the report can bootstrap over test examples (de3pipe/comparison.py).
+are kept (``points.npz``), so the report can bootstrap over test examples (de3pipe/report/comparison.py).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from de3pipe.comparison import interpolate
+from de3pipe.report.comparison import interpolate
 from de3pipe.errors import De3Error
-from de3pipe.io import atomic_file
-from de3pipe.metrics import exit_histogram, layer_speedup, primary_metric, task_metrics
-from de3pipe.signals import Signals
-from de3pipe.strategies import Strategy, lookup, make_strategy, replay_named
-from de3pipe.tasks import GlueTask, get_task
+from de3pipe.infra.io import atomic_file
+from de3pipe.method.metrics import exit_histogram, layer_speedup, primary_metric, task_metrics
+from de3pipe.method.signals import Signals
+from de3pipe.method.strategies import Strategy, lookup, make_strategy, replay_named
+from de3pipe.data.tasks import GlueTask, get_task
 
 POINTS_FILE = "points.npz"
 

@@ -91,7 +91,7 @@ def parameter_count(module: nn.Module) -> int:
 def control_arrays(controls: StudyControls, pooled: np.ndarray, ic_log_probs: np.ndarray, kind: str, eps: float) -> dict:
     """Per-sample study signals from the pooled features (N, M, H) of one split:
     ``control_log_probs`` (N, M-1, K) and the no-DAR ``nodar_r1/r2/dr`` (N, M-1)."""
-    from de3pipe.signals import layer_signals
+    from de3pipe.method.signals import layer_signals
 
     u = torch.from_numpy(pooled).to(controls.class_means.device)
     log_probs, r1, r2, dr = [], [], [], []

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from de3pipe.batching import (
+from de3pipe.modeling.batching import (
     EncodedSplit,
     collate,
     encode_split,
@@ -30,11 +30,11 @@ from de3pipe.batching import (
     resolve_device,
 )
 from de3pipe.config import Config, FinetuneConfig, OptimConfig
-from de3pipe.controls import StudyControls
+from de3pipe.method.controls import StudyControls
 from de3pipe.data.prepare import PreparedData
 from de3pipe.errors import De3Error
-from de3pipe.io import atomic_dir, write_json
-from de3pipe.metrics import task_metrics
+from de3pipe.infra.io import atomic_dir, write_json
+from de3pipe.method.metrics import task_metrics
 from de3pipe.modeling import MultiExitModel, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -341,7 +341,7 @@ def train_prototypes(
 
 
 def _train_controls(model, cached, labels_all, opt, seed, validation_pooled, validation_labels, task, progress):
-    """The study's controls (de3pipe/controls.py) on the cached stage-2 features, with the same
+    """The study's controls (de3pipe/method/controls.py) on the cached stage-2 features, with the same
     optimiser settings, step count and batch order as the prototypical networks."""
     n_proto = model.num_layers - 1
     controls = StudyControls(n_proto, model.config.hidden_size, model.config.prototype_dim, model.config.num_labels)

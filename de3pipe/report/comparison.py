@@ -30,7 +30,7 @@ import pandas as pd
 
 from de3pipe.config import ReportConfig
 from de3pipe.errors import De3Error
-from de3pipe.io import read_json
+from de3pipe.infra.io import read_json
 
 AREA_GRID = 201
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from de3pipe.tasks import GlueTask
+from de3pipe.data.tasks import GlueTask
 
 _METRICS = {
     "accuracy": lambda y, p: float(accuracy_score(y, p)),

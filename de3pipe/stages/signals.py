@@ -9,7 +9,7 @@ from pathlib import Path
 from de3pipe.config import Config
 from de3pipe.data.prepare import PreparedData
 from de3pipe.errors import De3Error
-from de3pipe.signals import Signals
+from de3pipe.method.signals import Signals
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +27,13 @@ def run_signal_pass(
     """Write ``<split>.npz`` for each split (default: every prepared split but train) into
     ``out`` (atomically), with the study's control arrays and the prototype-space projection
     when the checkpoint and config ask for them. ``on_split`` sees each split's signals."""
-    from de3pipe.batching import encode_split
-    from de3pipe.controls import StudyControls, control_arrays
-    from de3pipe.engine import collect_signals, collect_signals_and_features
-    from de3pipe.io import atomic_dir
+    from de3pipe.modeling.batching import encode_split
+    from de3pipe.method.controls import StudyControls, control_arrays
+    from de3pipe.inference.engine import collect_signals, collect_signals_and_features
+    from de3pipe.infra.io import atomic_dir
     from de3pipe.modeling import load_checkpoint
-    from de3pipe.projection import FILE_NAME as PROJECTION_FILE
-    from de3pipe.projection import project_prototype_space, save_projection
+    from de3pipe.method.projection import FILE_NAME as PROJECTION_FILE
+    from de3pipe.method.projection import project_prototype_space, save_projection
 
     network, tokenizer = load_checkpoint(model_dir, require_stage="prototyped", trust_remote_code=cfg.model.trust_remote_code)
     if network.config.task != prepared.task.name:

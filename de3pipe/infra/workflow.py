@@ -54,7 +54,7 @@ STAGES: dict[str, Stage] = {
             outputs={"model": f"{RUN}/finetuned/"},
             args="--data {input.data} --seed {seed} --out {output.model}",
             params=("model", "finetune", "recipes"),
-            code=("de3pipe.training",),
+            code=("de3pipe.modeling.training",),
             heavy=True,
         ),
         Stage(
@@ -63,7 +63,7 @@ STAGES: dict[str, Stage] = {
             outputs={"model": f"{RUN}/prototyped/"},
             args="--data {input.data} --model {input.model} --seed {seed} --out {output.model}",
             params=("prototypes", "finetune.layer_weighting", "recipes"),
-            code=("de3pipe.training",),
+            code=("de3pipe.modeling.training",),
             heavy=True,
         ),
         Stage(
@@ -72,7 +72,7 @@ STAGES: dict[str, Stage] = {
             outputs={"signals": f"{RUN}/signals/"},
             args="--data {input.data} --model {input.model} --seed {seed} --out {output.signals}",
             params=("signals", "recipes"),
-            code=("de3pipe.signal_pass",),
+            code=("de3pipe.stages.signals",),
             heavy=True,
         ),
         Stage(
@@ -81,7 +81,7 @@ STAGES: dict[str, Stage] = {
             outputs={"thresholds": f"{RUN}/calibration/thresholds.json", "curves": f"{RUN}/calibration/curves.csv"},
             args=f"--signals {{input.signals}} --seed {{seed}} --out {RUN}/calibration",
             params=("calibration", "signals.eps"),
-            code=("de3pipe.calibration",),
+            code=("de3pipe.method.calibration",),
         ),
         Stage(
             "evaluate",
@@ -104,7 +104,7 @@ STAGES: dict[str, Stage] = {
                 f"--model {{input.model}} --seed {{seed}} --out {RUN}/evaluation"
             ),
             params=("evaluation", "calibration"),
-            code=("de3pipe.evaluation", "de3pipe.wallclock", "de3pipe.overhead"),
+            code=("de3pipe.method.evaluation", "de3pipe.inference.wallclock", "de3pipe.inference.overhead"),
             metrics=("headline",),
             plots=("curves",),
         ),
@@ -122,7 +122,7 @@ STAGES: dict[str, Stage] = {
             },
             args="--out {results}/report {input.evaluations}",
             params=("report",),
-            code=("de3pipe.report",),
+            code=("de3pipe.report.page",),
             per_task=False,
         ),
     ]
@@ -245,7 +245,7 @@ def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> s
                 }})
     document = {"vars": [config], "stages": stages, "plots": plots}
     header = (
-        "# Generated from de3pipe/pipeline.py by `de3pipe dvc-yaml` — do not edit by hand;\n"
+        "# Generated from de3pipe/infra/workflow.py by `de3pipe dvc-yaml` — do not edit by hand;\n"
         "# a test fails when this file and the workflow drift apart.\n"
     )
     return header + yaml.safe_dump(document, sort_keys=False, width=1000)

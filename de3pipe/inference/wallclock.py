@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from de3pipe.evaluation import frozen_eps, operating_points
+from de3pipe.method.evaluation import frozen_eps, operating_points
 
 
 def timing_inputs(model: Path, data: Path, split: str, max_samples: int | None = None):
     """The checkpoint, its tokenizer and the encoded split (or a seeded subset) that timings run on."""
-    from de3pipe.batching import encode_split
+    from de3pipe.modeling.batching import encode_split
     from de3pipe.data.prepare import PreparedData
     from de3pipe.modeling import load_checkpoint
 
@@ -23,7 +23,7 @@ def timing_inputs(model: Path, data: Path, split: str, max_samples: int | None =
 def measure_points(network, tokenizer, encoded, thresholds: dict, strategies, batch_size: int, repeats: int) -> list[dict]:
     """Layer and wall-clock speed-up of each named frozen point of ``strategies`` against the full
     model on the same batches; the early-exit engine uses the thresholds' own eps."""
-    from de3pipe.engine import EarlyExitEngine, measure_wallclock
+    from de3pipe.inference.engine import EarlyExitEngine, measure_wallclock
 
     engine = EarlyExitEngine(network, frozen_eps(thresholds))
     points = [p for p in operating_points(thresholds) if p.name in set(strategies)]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from de3pipe.errors import De3Error
-from de3pipe.signals import LayerSignals, Signals, edr
+from de3pipe.method.signals import LayerSignals, Signals, edr
 
 if TYPE_CHECKING:
     from de3pipe.config import CalibrationConfig

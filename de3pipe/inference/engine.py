@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from de3pipe.batching import EncodedSplit, collate, length_sorted_batches
+from de3pipe.modeling.batching import EncodedSplit, collate, length_sorted_batches
 from de3pipe.modeling import MultiExitModel
-from de3pipe.signals import LayerSignals, Signals, layer_signals
-from de3pipe.strategies import Strategy
+from de3pipe.method.signals import LayerSignals, Signals, layer_signals
+from de3pipe.method.strategies import Strategy
 
 
 @dataclass

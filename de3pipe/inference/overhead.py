@@ -15,9 +15,9 @@ import torch
 from torch.utils.benchmark import Timer
 from torch.utils.flop_counter import FlopCounterMode
 
-from de3pipe.batching import EncodedSplit, collate
+from de3pipe.modeling.batching import EncodedSplit, collate
 from de3pipe.modeling import MultiExitModel
-from de3pipe.signals import layer_signals
+from de3pipe.method.signals import layer_signals
 
 
 def _matmul_flops(fn) -> int:

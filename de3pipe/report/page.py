@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from de3pipe.comparison import (
+from de3pipe.report.comparison import (
     Estimate, RunPoints, TaskComparison, compare_task, correct_differences, study_sections,
 )
 from de3pipe.config import Config, ReportConfig
 from de3pipe.errors import De3Error
-from de3pipe.evaluation import POINTS_FILE
-from de3pipe.io import atomic_dir, atomic_file, read_json, write_json
-from de3pipe.strategies import registry
-from de3pipe.tasks import get_task
+from de3pipe.method.evaluation import POINTS_FILE
+from de3pipe.infra.io import atomic_dir, atomic_file, read_json, write_json
+from de3pipe.method.strategies import registry
+from de3pipe.data.tasks import get_task
 
 CONTROL = "control_entropy"  # the control the findings quote: the control head exited on by entropy
 
@@ -321,7 +321,7 @@ def _study_markdown(entries, tasks, headers) -> list[str]:
             "Extra storage of the prototypical networks (maps and prototypes; % of the model's parameters); extra "
             "FLOPs per sample and exit check over entropy's (% of one transformer layer's FLOPs on the same batch); "
             "measured time of one exit check (internal classifier + signal) in % of one layer's time, batch 32 of "
-            "test inputs at a middle layer (de3pipe/overhead.py; mean ± 95% t-interval over seeds).", "",
+            "test inputs at a middle layer (de3pipe/inference/overhead.py; mean ± 95% t-interval over seeds).", "",
             *_table(["task", "extra parameters", "extra FLOPs / check", "entropy check % layer",
                      "de3 check % layer", "de3 extra % layer"], rows),
         ]
@@ -446,7 +446,7 @@ def plot_prototype_space(runs: list[dict], path: Path) -> bool:
     """Per task (its first seed) and layer: validation samples in the 2-D PCA of the prototype
     space, coloured by gold label, hollow where the layer's classifier is wrong; prototypes as
     stars. False when no run wrote a projection (signals.prototype_space)."""
-    from de3pipe.projection import FILE_NAME
+    from de3pipe.method.projection import FILE_NAME
 
     firsts = {}
     for run in sorted(runs, key=lambda r: (r["task"], r.get("seed") or 0)):

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from de3pipe.batching import collate, encode_texts
-from de3pipe.engine import EarlyExitEngine
+from de3pipe.modeling.batching import collate, encode_texts
+from de3pipe.inference.engine import EarlyExitEngine
 from de3pipe.errors import De3Error
-from de3pipe.evaluation import frozen_eps, operating_points
-from de3pipe.io import read_json
-from de3pipe.strategies import lookup
+from de3pipe.method.evaluation import frozen_eps, operating_points
+from de3pipe.infra.io import read_json
+from de3pipe.method.strategies import lookup
 from de3pipe.modeling import load_checkpoint
-from de3pipe.tasks import get_task
+from de3pipe.data.tasks import get_task
 
 
 def read_texts(texts: list[str], file: Path | None) -> list[str]:

@@ -1,0 +1,1 @@
+"""Infrastructure: atomic file writing, the run layout, the pipeline graph, MLflow tracking."""

@@ -1,0 +1,1 @@
+"""The seven pipeline stages, one module each: typed inputs in, exactly the declared outputs written."""
