@@ -10,7 +10,7 @@
    at equal validation metric).
 3. Stage-2 (prototypes) time against stage-1 time, and each recipe's trade-off (the last exit's
    validation metric after each epoch against the minutes of training so far), from the finished
-   runs' train_metrics.json.
+   runs' training records (train_metrics/finetuned.json, prototyped.json).
 4. No-op cost of a finished pipeline: `snakemake -n all` and `dvc status` (goal <= 5 s each).
 
 Writes benchmarks/results/training.json and prints the figures.
@@ -78,7 +78,7 @@ def hf_finetune_run(data, cfg) -> dict:
     from de3pipe.modeling.batching import collate, encode_split
     from de3pipe.method.metrics import task_metrics
     from de3pipe.modeling.backbone import load_tokenizer, resolve_model_path
-    from de3pipe.modeling.training import _optimizer, _optimizer_step, _shuffled_batches, _total_steps, seed_everything
+    from de3pipe.modeling.training import make_optimizer, optimizer_step, shuffled_batches, total_steps, seed_everything
 
     seed_everything(cfg.seed)
     path = resolve_model_path(cfg.model.name_or_path)
@@ -87,17 +87,17 @@ def hf_finetune_run(data, cfg) -> dict:
     validation = encode_split(data.split("validation"), tokenizer, cfg.model.max_length)
     model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=data.task.num_labels)
     opt = cfg.finetune
-    per_epoch, total = _total_steps(len(train), opt)
+    per_epoch, total = total_steps(len(train), opt)
     named = list(model.named_parameters())
-    optimizer, scheduler = _optimizer(named, opt, total)
+    optimizer, scheduler = make_optimizer(named, opt, total)
     generator = torch.Generator().manual_seed(cfg.seed)
     step, samples, start = 0, 0, time.perf_counter()
     model.train()
     for _ in range(math.ceil(total / per_epoch)):
-        for rows in _shuffled_batches(len(train), opt.batch_size, generator):
+        for rows in shuffled_batches(len(train), opt.batch_size, generator):
             batch = collate(tokenizer, [train.features[i] for i in rows])
             loss = model(**batch, labels=torch.tensor(train.labels[rows])).loss
-            _optimizer_step(loss, named, optimizer, scheduler, opt.max_grad_norm, "plain", step)
+            optimizer_step(loss, named, optimizer, scheduler, opt.max_grad_norm, "plain", step)
             step, samples = step + 1, samples + len(rows)
             if step >= total:
                 break
@@ -153,11 +153,14 @@ def training_options(task_name: str, config: Path, max_train_samples: int | None
 
 def stage_times(results: Path) -> list[dict]:
     rows = []
-    for run in sorted(results.glob("*/seed*")):
-        files = [run / stage / "train_metrics.json" for stage in ("finetuned", "prototyped")]
+    from de3pipe.infra.layout import RunLayout
+
+    for folder in sorted(results.glob("*/seed*")):
+        run = RunLayout(folder)
+        files = [run.finetune_metrics, run.prototypes_metrics]
         if all(f.is_file() for f in files):
             stage1, stage2 = (json.loads(f.read_text()) for f in files)
-            rows.append({"run": str(run), "stage1_seconds": stage1["seconds"], "stage2_seconds": stage2["seconds"],
+            rows.append({"run": str(folder), "stage1_seconds": stage1["seconds"], "stage2_seconds": stage2["seconds"],
                          "ratio": stage2["seconds"] / stage1["seconds"], "tradeoff": _tradeoff(stage1)})
     return rows
 

@@ -16,10 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from de3pipe.errors import De3Error
 
-from de3pipe.method.strategies import strategy_names
-
-# Every registered strategy name (de3pipe/method/strategies.py); the study variants need prototypes.controls.
-STRATEGY_NAMES = strategy_names()
+# Strategy names are plain strings here: the registry (de3pipe/method/strategies.py) checks them
+# (`check_config`), and the generated schema lists them, so that stages which never replay a
+# strategy do not depend on the registry's code.
 
 
 class _Section(BaseModel):
@@ -133,13 +132,17 @@ class SignalsConfig(_Section):
 
 class CalibrationConfig(_Section):
     targets: list[float] = Field([1.5, 2.0, 3.0], min_length=1, description="named target layer speed-ups")
-    strategies: list[Literal[STRATEGY_NAMES]] = Field(  # type: ignore[valid-type]
-        list(strategy_names(variants=False)), min_length=1, description="the study variants need prototypes.controls"
+    strategies: list[str] | None = Field(
+        None, min_length=1,
+        description="strategies to calibrate (default: every registered one but the study variants, which need "
+        "prototypes.controls)",
     )
-    lambdas: list[float] = Field(
-        [0.0, 0.25, 0.5, 1.0, 2.0, 4.0], min_length=1, description="de3's lambda grid (0: entropy alone)"
+    grids: dict[str, dict[str, list[int | float]]] = Field(
+        default_factory=dict,
+        description="values calibration tries for a strategy's knobs besides its threshold, under the strategy's "
+        "name, e.g. {de3: {lam: [0, 2]}, pcee: {t: [1, 2]}}; unset knobs keep the strategy's defaults (the "
+        "schema's default lists them)",
     )
-    pcee_patience: list[int] = Field([1, 2, 3], min_length=1)
     n_thresholds: int = Field(200, ge=2, description="thresholds per curve, at quantiles of the signal")
     curve_step: float = Field(
         0.05, gt=0, le=1,
@@ -147,7 +150,8 @@ class CalibrationConfig(_Section):
         "whose frozen points make each strategy's calibrated test curve",
     )
     per_lambda: bool = Field(
-        False, description="also freeze a de3 point per lambda and target (the report's lambda-sensitivity table)"
+        False, description="also freeze a point per value of the secondary knob (de3's lambda) and target, for the "
+        "strategies that report their sensitivity (the report's lambda-sensitivity table)"
     )
     selection: Literal["nearest", "best"] = Field(
         "nearest",
@@ -164,27 +168,11 @@ class CalibrationConfig(_Section):
             raise ValueError(f"target speed-ups must be > 1 (1 is the full model); got {bad}")
         return sorted(set(targets))
 
-    @field_validator("lambdas")
-    @classmethod
-    def _lambdas_non_negative(cls, lambdas: list[float]) -> list[float]:
-        if any(lam < 0 for lam in lambdas):
-            raise ValueError("lambdas must be >= 0 (0 is entropy alone)")
-        return lambdas
-
-    @field_validator("pcee_patience")
-    @classmethod
-    def _patience_positive(cls, values: list[int]) -> list[int]:
-        if any(v < 1 for v in values):
-            raise ValueError("pcee_patience values must be >= 1")
-        return values
-
 
 class EvaluationConfig(_Section):
     wallclock: bool = Field(True, description="measure batched early-exit wall-clock speed-up")
     wallclock_batch_size: int = Field(32, gt=0)
-    wallclock_strategies: list[Literal[strategy_names(variants=False, analysis=False)]] = Field(  # type: ignore[valid-type]
-        ["de3", "entropy"]
-    )
+    wallclock_strategies: list[str] = Field(["de3", "entropy"], description="servable strategies to time")
     wallclock_repeats: int = Field(2, gt=0, description="timed runs per point; the fastest counts")
     overhead: bool = Field(
         False, description="measure de3's storage, FLOPs and signal time against entropy's (de3pipe/inference/overhead.py)"
@@ -197,9 +185,14 @@ class ReportConfig(_Section):
         description="achieved test speed-ups at which strategies are compared (each calibrated curve interpolated)",
     )
     max_area_speedup: float = Field(3.0, gt=1, description="upper end of the curve-area range (lower where a curve stops)")
-    comparisons: list[Literal[STRATEGY_NAMES]] = Field(  # type: ignore[valid-type]
+    reference: str = Field("de3", description="the strategy every other is compared with")
+    comparisons: list[str] = Field(
         ["entropy", "pcee", "patience", "control_entropy", "de3_nodar", "distance"],
-        description="de3 minus each of these, paired; those a run lacks are skipped",
+        description="the reference minus each of these, paired; those a run lacks are skipped",
+    )
+    compare_against: list[str] = Field(
+        ["entropy", "control_entropy"],
+        description="the comparisons the findings state in words (and whose calibration error they quote)",
     )
     bootstrap_samples: int = Field(1000, ge=100, description="paired bootstrap replicates (test examples and seeds)")
     confidence: float = Field(0.95, gt=0, lt=1)
@@ -376,38 +369,4 @@ def validate_tree(tree: dict[str, Any], origin: str) -> Config:
 
 
 # Top-level keys of config/config.yaml that belong to the workflow (Snakemake/DVC), not to a stage.
-PIPELINE_KEYS = frozenset({"tasks", "seeds", "results"})  # keep in sync: pipeline_schema()
-
-
-def pipeline_schema() -> dict:
-    """JSON schema of config/config.yaml: the stage sections (from the typed config) plus the
-    workflow's own keys. ``workflow/schemas/config.schema.yaml`` is this, generated."""
-    from de3pipe.data.tasks import CLASSIFICATION_TASKS
-
-    schema = Config.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["description"] = "de3pipe pipeline config (generated by `de3pipe config-schema`; do not edit by hand)"
-    schema["properties"] |= {
-        "tasks": {
-            "type": "array",
-            "items": {"enum": list(CLASSIFICATION_TASKS)},
-            "minItems": 1,
-            "uniqueItems": True,
-            "description": "GLUE classification tasks to run",
-        },
-        "seeds": {
-            "type": "array",
-            "items": {"type": "integer"},
-            "minItems": 1,
-            "uniqueItems": True,
-            "description": "one full run per seed; the report gives mean and 95% CI over them",
-        },
-        "results": {
-            "type": "string",
-            "minLength": 1,
-            "default": "data",
-            "description": "folder of every run's outputs and the report (data: the one DVC versions)",
-        },
-    }
-    schema["required"] = ["tasks", "seeds"]
-    return schema
+PIPELINE_KEYS = frozenset({"tasks", "seeds", "results"})  # keep in sync: infra/workflow.py pipeline_schema()

@@ -118,7 +118,7 @@ def test_study_variants_read_their_own_signals():
     assert np.array_equal(signals.view("nodar").pred, signals.pred)
 
     cfg = CalibrationConfig(strategies=["de3", "de3_nodar", "control_entropy", "control_maxprob"], n_thresholds=30,
-                            lambdas=[0.5, 2.0], per_lambda=True)
+                            grids={"de3": {"lam": [0.5, 2.0]}}, per_lambda=True)
     thresholds, curves = calibrate(signals, cfg, 1e-8)
     assert set(curves["strategy"]) == {"de3", "de3_nodar", "control_entropy", "control_maxprob"}
     assert set(thresholds["per_lambda"]) == {"de3", "de3_nodar"}
@@ -158,7 +158,7 @@ def test_the_dense_target_grid():
 
 
 def test_calibrated_curves_are_chosen_on_validation_and_applied_once_to_test():
-    cfg = CalibrationConfig(n_thresholds=40, lambdas=[0.0, 1.0, 4.0], curve_step=0.1)
+    cfg = CalibrationConfig(n_thresholds=40, grids={"de3": {"lam": [0.0, 1.0, 4.0]}}, curve_step=0.1)
     validation, test = random_signals(seed=3), random_signals(seed=4)
     thresholds, curves = calibrate(validation, cfg, 1e-8)
     assert "oracle" not in thresholds["curves"]  # analysis only

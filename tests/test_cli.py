@@ -109,7 +109,7 @@ STUDY_SETS = [
     "--set", "prototypes.controls=true",
     "--set", "signals.prototype_space=true",
     "--set", "calibration.strategies=[de3, entropy, maxprob, distance, de3_nodar, control_entropy, control_maxprob]",
-    "--set", "calibration.lambdas=[0, 0.5, 2.0]",
+    "--set", "calibration.grids.de3.lam=[0, 0.5, 2.0]",
     "--set", "calibration.per_lambda=true",
     "--set", "evaluation.wallclock=false",
     "--set", "evaluation.overhead=true",
@@ -128,10 +128,10 @@ def test_study_options_through_the_cli(tiny_config, tmp_path):
     assert set(metrics["per_lambda"]["de3"]) == {"0", "0.5", "2"} and "wallclock" not in metrics
     assert metrics["overhead"]["parameters"]["extra_share"] > 0
 
-    # the report finds the run folder's training metrics and projection beside the evaluation
+    # the report finds the run's training records and projection through the run layout
     (out / "evaluation").symlink_to(out / "eval")
-    (out / "prototyped").symlink_to(out / "proto")
-    (out / "finetuned").symlink_to(out / "ft")
+    (out / "train_metrics" / "prototyped.json").symlink_to(out / "train_metrics" / "proto.json")
+    (out / "train_metrics" / "finetuned.json").symlink_to(out / "train_metrics" / "ft.json")
     config = tmp_path / "study.yaml"
     config.write_text("data:\n  max_train_samples: 1000\n")
     result = invoke("report", "--out", tmp_path / "report", out / "evaluation" / "metrics.json", "--config", config,

@@ -69,7 +69,7 @@ def _points(labels, full, strategies_curves, seed=1, num_layers=4) -> RunPoints:
             names.append(name)
             exits.append(exit_layer)
             preds.append(prediction)
-    table = pd.DataFrame({"strategy": names, "kind": "curve", "target": np.arange(len(names)) + 1.1, "lam": np.nan})
+    table = pd.DataFrame({"strategy": names, "kind": "curve", "target": np.arange(len(names)) + 1.1, "knob_value": np.nan})
     table["row"] = np.arange(len(table))
     return RunPoints(seed, labels, np.arange(len(labels)), full, num_layers, table, np.array(exits), np.array(preds))
 
@@ -165,7 +165,7 @@ class _NoisyConfidence(strategies.Strategy):
         return signals.entropy + state["noise"][: len(signals.entropy), layer] < self.tau
 
     @classmethod
-    def knob_grid(cls, signals, cfg, eps):
+    def knob_grid(cls, signals, grid, n_thresholds, eps):
         for c in range(cls.channels):
             for tau in np.linspace(-0.3, 1.3, 40):
                 yield {"tau": float(tau), "c": c}
@@ -183,8 +183,6 @@ def test_calibrated_curves_remove_the_envelope_bias(monkeypatch):
     differ significantly, while a test-set envelope would favour the five-knob strategy."""
     for cls in (_NoisyConfidence, _NoisyFive):
         monkeypatch.setitem(strategies._RULES, cls.name, cls)
-    monkeypatch.setattr("de3pipe.method.calibration.KNOB_COLUMNS", ("tau", "lam", "t", "k", "c"))
-    monkeypatch.setattr("de3pipe.method.calibration.INTEGER_KNOBS", ("t", "k", "c"))
     cfg = CalibrationConfig.model_construct(**(CalibrationConfig().model_dump() | {
         "strategies": ["noisy_one", "noisy_five"], "targets": [2.0], "curve_step": 0.1}))
     report = ReportConfig(comparisons=[], bootstrap_samples=100)
@@ -193,10 +191,7 @@ def test_calibrated_curves_remove_the_envelope_bias(monkeypatch):
         thresholds, _ = calibrate(random_signals(n=300, seed=100 + replicate), cfg, 1e-8)
         test = random_signals(n=300, seed=500 + replicate)
         _, _, curves, arrays = evaluate(test, thresholds)
-        table = pd.DataFrame({k: arrays[k] for k in ("strategy", "kind", "target", "lam")})
-        table["row"] = np.arange(len(table))
-        run = RunPoints(1, arrays["labels"], arrays["idx"], arrays["full_prediction"], 6, table,
-                        arrays["exit_layer"], arrays["prediction"])
+        run = RunPoints.from_arrays(arrays, 1)
         areas = compare_task("sst2", "accuracy", [run], report.model_copy(update={"max_area_speedup": 2.5})).area
         calibrated.append(areas["strategies"]["noisy_five"].value - areas["strategies"]["noisy_one"].value)
         # the old way: every knob setting swept on test, best point at each speed-up
@@ -215,7 +210,8 @@ def _test_sweep(name, cfg, test):
     from de3pipe.method.calibration import evaluate_strategy
     from de3pipe.data.tasks import get_task
 
-    for knobs in strategies.lookup(name).rule.knob_grid(test, cfg, 1e-8):
+    rule = strategies.lookup(name).rule
+    for knobs in rule.knob_grid(test, rule.grid(cfg), cfg.n_thresholds, 1e-8):
         point = evaluate_strategy(strategies.make_strategy(name, **knobs), test, get_task("sst2"), name)
         yield point["speedup"], point["accuracy"]
 

@@ -35,7 +35,8 @@ def _engine_run(model, tokenizer, split, strategy, batch_size):
 @pytest.mark.parametrize("name", strategy_names(variants=False))
 def test_engine_equals_replay_for_every_strategy(setup, name):
     model, tokenizer, split, signals = setup
-    grid = lookup(name).rule.knob_grid(signals, CalibrationConfig(n_thresholds=12, lambdas=[0.5, 2.0]), 1e-8)
+    rule = lookup(name).rule
+    grid = rule.knob_grid(signals, rule.grid(CalibrationConfig(grids={"de3": {"lam": [0.5, 2.0]}})), 12, 1e-8)
     candidates = [make_strategy(name, 1e-8, **knobs) for knobs in grid]
     assert candidates
     exit_counts = set()

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from de3pipe.cli import app
+from de3pipe.infra.layout import train_metrics_of
 from tests.conftest import write_sst2
 
 # Runs `de3pipe finetune ...` in a fresh interpreter with one function replaced by a fault.
@@ -25,13 +26,13 @@ from de3pipe.modeling import multi_exit
 
 fault, args = sys.argv[1], sys.argv[2:]
 if fault == "kill-mid-epoch":  # SIGKILL at the 2nd optimiser step of the first epoch
-    real_step, calls = training._optimizer_step, []
+    real_step, calls = training.optimizer_step, []
     def step(*a, **k):
         calls.append(1)
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGKILL)
         return real_step(*a, **k)
-    training._optimizer_step = step
+    training.optimizer_step = step
 else:  # the weights file gets half its bytes, then SIGKILL or a full disk
     class Failing:
         def __init__(self, path, mode):
@@ -48,6 +49,7 @@ else:  # the weights file gets half its bytes, then SIGKILL or a full disk
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
     multi_exit.open = Failing
 from de3pipe.cli import app
+from de3pipe.infra.layout import train_metrics_of
 app(args, prog_name="de3pipe")
 """
 
@@ -69,7 +71,7 @@ def _faulty(fault: str, args: list[str]) -> subprocess.CompletedProcess:
 
 
 def _training_record(folder: Path) -> dict:
-    record = json.loads((folder / "train_metrics.json").read_text())
+    record = json.loads(train_metrics_of(folder).read_text())
     record.pop("seconds"), record.pop("validation_seconds")  # wall times differ between any two runs
     return record
 
@@ -114,7 +116,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(fault, prepared, unin
     assert rerun.exit_code == 0, rerun.output
     assert _weights_digest(out) == _weights_digest(uninterrupted)
     assert _training_record(out) == _training_record(uninterrupted)
-    assert [p.name for p in tmp_path.iterdir()] == ["finetuned"]  # the killed run's temporary is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["finetuned", "train_metrics"]  # the killed run's temporary is gone
 
 
 def test_disk_full_during_save_keeps_the_previous_checkpoint(prepared, uninterrupted, tiny_model_dir, tmp_path):
@@ -129,4 +131,4 @@ def test_disk_full_during_save_keeps_the_previous_checkpoint(prepared, uninterru
     assert message.startswith("error: no space left on the device writing ") and "model.safetensors" in message
     assert "previous complete output" in message
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the previous checkpoint is intact
-    assert [p.name for p in tmp_path.iterdir()] == ["finetuned"]  # and the half-written one is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["finetuned", "train_metrics"]  # and the half-written one is gone

@@ -96,54 +96,86 @@ def test_every_strategy_is_registered_with_its_facts():
     assert make_strategy("de3", 1e-6, tau=0.5, lam=1.0).knobs() == {"tau": 0.5, "lam": 1.0}  # eps is no knob
 
 
-def test_a_new_strategy_is_one_registered_class(tmp_path):
-    """Registering one class makes it known to the config schema, calibration, evaluation and the
-    report, with nothing else edited."""
+def test_a_new_strategy_is_one_registered_class(tiny_model_dir, tmp_path):
+    """Registering one class whose knobs have new names makes it known to the config schema,
+    calibration (its configurable knob under calibration.grids), evaluation, the report (even as
+    the reference) and predict, with nothing else edited."""
     import subprocess
     import sys
 
     script = tmp_path / "plugin.py"
     script.write_text(
         """
+import json, sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
-import numpy as np
 from de3pipe.method.strategies import Strategy, register
 
 @register
 @dataclass(frozen=True)
-class FirstConfident(Strategy):
-    tau: float
-    name: ClassVar[str] = "first_confident"
+class ConfidentAfter(Strategy):
+    confidence: float
+    min_layer: int
+    name: ClassVar[str] = "confident_after"
+    secondary_knob: ClassVar[str | None] = "min_layer"
+    grid_defaults: ClassVar[dict[str, tuple]] = {"min_layer": (1, 2)}
+    grid_minimum: ClassVar[dict[str, float]] = {"min_layer": 1}
 
     def exits(self, layer, signals, state, labels):
-        return signals.maxprob > self.tau
+        return (signals.maxprob > self.confidence) & (layer >= self.min_layer)
 
     @classmethod
-    def knob_grid(cls, signals, cfg, eps):
-        for tau in (0.5, 0.7, 0.9, 1.1):
-            yield {"tau": tau}
+    def knob_grid(cls, signals, grid, n_thresholds, eps):
+        for min_layer in grid["min_layer"]:
+            for confidence in (0.5, 0.7, 0.9, 1.1):
+                yield {"confidence": confidence, "min_layer": min_layer}
 
-import json
-from de3pipe.config import pipeline_schema, load_config
+from de3pipe.config import load_config
+from de3pipe.infra.io import write_json
+from de3pipe.infra.workflow import pipeline_schema
+from de3pipe.inference.predict import Predictor
 from de3pipe.method.calibration import calibrate
-from de3pipe.method.evaluation import evaluate
-from de3pipe.report.page import display_order
-from tests.test_comparison import synthetic_signals
+from de3pipe.method.strategies import check_config, compared_names
+from de3pipe.stages import evaluate as evaluate_stage, report as report_stage
+from tests.helpers import prototyped_tiny_model
+from tests.test_calibration import random_signals
 
-cfg = load_config(None, ["calibration.strategies=[entropy, first_confident]", "calibration.targets=[1.5]"])
-thresholds, _ = calibrate(synthetic_signals(300, seed=1), cfg.calibration, 1e-8)
-results, _, curves, _ = evaluate(synthetic_signals(300, seed=2), thresholds)
-enum = pipeline_schema()["$defs"]["CalibrationConfig"]["properties"]["strategies"]["items"]["enum"]
-print(json.dumps({"schema": "first_confident" in enum, "order": display_order()[-1],
-                  "thresholds": "first_confident" in thresholds["curves"],
-                  "evaluated": "first_confident" in results["strategies"],
-                  "curve": bool((curves["strategy"] == "first_confident").any())}))
+out = Path(sys.argv[2])
+cfg = load_config(None, ["calibration.strategies=[entropy, confident_after]", "calibration.targets=[1.5]",
+                         "calibration.grids.confident_after.min_layer=[1, 3]", "report.reference=confident_after",
+                         "report.comparisons=[entropy]", "report.compare_against=[entropy]",
+                         "report.bootstrap_samples=100", "evaluation.wallclock=false", "tracking.enabled=false"])
+check_config(cfg)
+schema = pipeline_schema()["$defs"]["CalibrationConfig"]["properties"]
+thresholds, _ = calibrate(random_signals(300, seed=1), cfg.calibration, 1e-8)
+write_json(out / "thresholds.json", thresholds)
+random_signals(300, seed=2).save(out / "signals" / "test.npz")
+results = evaluate_stage.run(out / "signals" / "test.npz", out / "thresholds.json", out / "evaluation", cfg)
+summary = report_stage.run([out / "evaluation" / "metrics.json"], out / "report", cfg)
+model, tokenizer = prototyped_tiny_model(Path(sys.argv[1]))
+model.save_pretrained(out / "proto", tokenizer)
+predicted = Predictor(out / "proto", out / "thresholds.json", "confident_after", "1.5").classify(["a gripping film"])
+knobs = thresholds["strategies"]["confident_after"]["1.5"]["knobs"]
+print(json.dumps({
+    "schema": "confident_after" in schema["strategies"]["anyOf"][0]["items"]["enum"],
+    "grid default": schema["grids"]["default"]["confident_after"],
+    "order": compared_names()[-1],
+    "knobs": sorted(knobs), "min_layer": knobs["min_layer"],
+    "evaluated": "confident_after" in results["strategies"],
+    "report": "| confident_after − entropy | 1.5× |" in (out / "report" / "report.md").read_text(),
+    "matched": summary["tasks"]["sst2"]["matched"]["confident_after"]["1.5"] is not None,
+    "predicted": predicted[0]["label"],
+}))
 """
     )
     root = Path(__file__).parents[1]
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=root, env=env)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
-        "schema": True, "order": "control_maxprob", "thresholds": True, "evaluated": True, "curve": True}
+    done = subprocess.run([sys.executable, str(script), str(tiny_model_dir), str(tmp_path)], capture_output=True,
+                          text=True, cwd=root, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found.pop("min_layer") in (1, 3)
+    assert found.pop("predicted") in ("negative", "positive")
+    assert found == {"schema": True, "grid default": {"min_layer": [1, 2]}, "order": "control_maxprob",
+                     "knobs": ["confidence", "min_layer"], "evaluated": True, "report": True, "matched": True}

@@ -59,8 +59,7 @@ def test_two_stages_deterministic_and_frozen(prepared, tiny_config, tmp_path, mo
     assert c["prototype_seen"].all()
     model, _ = load_checkpoint(tmp_path / "proto", require_stage="prototyped")
     assert [h["stage"] for h in model.config.history] == ["finetune", "prototypes"]
-    metrics = json.loads((tmp_path / "proto" / "train_metrics.json").read_text())
-    assert len(metrics["epochs"][-1]["validation_nearest"]) == 3
+    assert len(s2["epochs"][-1]["validation_nearest"]) == 3
 
 
 def test_unfrozen_stage_two_trains_the_backbone(prepared, tiny_config, tmp_path):
@@ -126,17 +125,17 @@ def test_a_non_finite_loss_stops_stage_two_naming_layer_and_step(prepared, tiny_
 
 def test_a_non_finite_gradient_names_its_layer():
     from de3pipe.errors import De3Error
-    from de3pipe.modeling.training import _optimizer, _optimizer_step
+    from de3pipe.modeling.training import make_optimizer, optimizer_step
     from de3pipe.config import OptimConfig
 
     layers = torch.nn.ModuleDict({"prototype_nets": torch.nn.ModuleList([torch.nn.Linear(2, 2) for _ in range(3)])})
     named = list(layers.named_parameters())
-    optimizer, scheduler = _optimizer(named, OptimConfig(), 10)
+    optimizer, scheduler = make_optimizer(named, OptimConfig(), 10)
     x = torch.tensor([[0.0, 0.0]], requires_grad=False)
     loss = layers["prototype_nets"][0](x).sum() + layers["prototype_nets"][2](x).sum() * torch.tensor(float("inf"))
     before = layers["prototype_nets"][0].weight.detach().clone()
     with pytest.raises(De3Error, match=r"gradient of layer 3 \(prototype_nets.2.weight\) is not finite at step 7"):
-        _optimizer_step(loss, named, optimizer, scheduler, 1.0, "stage 2 (prototypes)", 6)
+        optimizer_step(loss, named, optimizer, scheduler, 1.0, "stage 2 (prototypes)", 6)
     assert torch.equal(layers["prototype_nets"][0].weight, before), "no optimiser step was taken"
 
 

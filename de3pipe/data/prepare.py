@@ -20,10 +20,9 @@ from sklearn.model_selection import train_test_split
 from de3pipe.config import DataConfig
 from de3pipe.data import glue_dir, hub
 from de3pipe.errors import De3Error
-from de3pipe.infra.io import atomic_dir, read_json, write_json
 from de3pipe.data.tasks import GlueTask, get_task
-
-DATASET_INFO = "dataset.json"
+from de3pipe.infra.io import atomic_dir, read_json, write_json
+from de3pipe.infra.layout import PreparedFiles
 
 
 def load_raw(task: GlueTask, cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], dict]:
@@ -162,9 +161,10 @@ def prepare_task(task_name: str, cfg: DataConfig, seed: int, out_dir: Path, over
         "splits": {name: split_stats(frame, task) for name, frame in splits.items()},
     }
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        files = PreparedFiles(tmp)
         for name, frame in splits.items():
-            frame.reset_index(drop=True).to_parquet(tmp / f"{name}.parquet", index=False)
-        write_json(tmp / DATASET_INFO, info)
+            frame.reset_index(drop=True).to_parquet(files.split(name), index=False)
+        write_json(files.info, info)
     return info
 
 
@@ -178,8 +178,12 @@ class PreparedData:
     @classmethod
     def open(cls, path: str | Path) -> PreparedData:
         path = Path(path)
-        info = read_json(path / DATASET_INFO, what="prepared-data index (run `de3pipe prepare` first):")
+        info = read_json(PreparedFiles(path).info, what="prepared-data index (run `de3pipe prepare` first):")
         return cls(path, info)
+
+    @property
+    def files(self) -> PreparedFiles:
+        return PreparedFiles(self.path)
 
     @property
     def task(self) -> GlueTask:
@@ -192,7 +196,7 @@ class PreparedData:
     def split(self, name: str) -> pd.DataFrame:
         if name not in self.info["splits"]:
             raise De3Error(f"{self.path} has no split {name!r}; it has {self.split_names}")
-        file = self.path / f"{name}.parquet"
+        file = self.files.split(name)
         if not file.is_file():
             raise De3Error(f"{file} is missing; re-run `de3pipe prepare`")
         frame = pd.read_parquet(file)

@@ -9,11 +9,9 @@ import numpy as np
 from de3pipe.modeling.batching import collate, encode_texts
 from de3pipe.inference.engine import EarlyExitEngine
 from de3pipe.errors import De3Error
-from de3pipe.method.evaluation import frozen_eps, operating_points
-from de3pipe.infra.io import read_json
-from de3pipe.method.strategies import lookup
-from de3pipe.modeling import load_checkpoint
 from de3pipe.data.tasks import get_task
+from de3pipe.method.operating_points import frozen_eps, read_thresholds, servable_point
+from de3pipe.modeling import load_checkpoint
 
 
 def read_texts(texts: list[str], file: Path | None) -> list[str]:
@@ -33,10 +31,10 @@ class Predictor:
 
     def __init__(self, model_dir: Path, thresholds_path: Path, strategy_name: str = "de3", target: str = "2"):
         self.model, self.tokenizer = load_checkpoint(model_dir, require_stage="prototyped")
-        frozen = read_json(thresholds_path, what="thresholds file")
+        frozen = read_thresholds(thresholds_path)
         if frozen.get("task") != self.model.config.task:
             raise De3Error(f"{thresholds_path} was calibrated for {frozen.get('task')}, the model is {self.model.config.task}")
-        self.strategy = _servable_point(frozen, thresholds_path, strategy_name, target)
+        self.strategy = servable_point(frozen, thresholds_path, strategy_name, target).strategy
         self.engine = EarlyExitEngine(self.model, frozen_eps(frozen))
         self.is_pair = get_task(self.model.config.task).is_pair
 
@@ -68,20 +66,6 @@ class Predictor:
                 for i in range(len(chunk))
             ]
         return rows
-
-
-def _servable_point(frozen: dict, thresholds_path: Path, strategy_name: str, target: str):
-    points = {(p.name, p.target): p.strategy for p in operating_points(frozen)}
-    key = (strategy_name, f"{float(target):g}" if target != "any" else target)
-    if key not in points:
-        available = ", ".join(f"{n}@{t}" for n, t in points if lookup(n).servable)
-        raise De3Error(f"no calibrated point {strategy_name}@{target}x in {thresholds_path}; available: {available}")
-    entry = lookup(strategy_name)
-    if entry.is_variant:
-        raise De3Error(f"{strategy_name} is a study analysis replayed on stored signals; classify with de3 or entropy")
-    if entry.analysis_only:
-        raise De3Error(f"the {strategy_name} strategy needs gold labels and cannot classify new texts")
-    return points[key]
 
 
 def predict_texts(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from de3pipe.method.evaluation import frozen_eps, operating_points
+from de3pipe.infra.io import write_json
+from de3pipe.method.operating_points import frozen_eps, operating_points, read_thresholds
 
 
 def timing_inputs(model: Path, data: Path, split: str, max_samples: int | None = None):
@@ -31,5 +32,18 @@ def measure_points(network, tokenizer, encoded, thresholds: dict, strategies, ba
     out = []
     for point, row in zip(points, rows, strict=True):
         row["ratio"] = row["wallclock_speedup"] / row["layer_speedup"]
-        out.append({"strategy_name": point.name, "target": point.target, **row})
+        out.append({"strategy_name": point.name, "target": point.target.key, **row})
     return out
+
+
+def measure_speed(model: Path, data: Path, thresholds: Path, split: str, batch_sizes: list[int], strategies: list[str],
+                  repeats: int, max_samples: int | None = None, out: Path | None = None) -> list[dict]:
+    """``de3pipe speed``: layer and wall-clock speed-ups of the named points of ``strategies`` at
+    each batch size, against the full model on the same batches; written to ``out`` when given."""
+    frozen = read_thresholds(thresholds)
+    network, tokenizer, encoded = timing_inputs(model, data, split, max_samples)
+    rows = [row for size in batch_sizes
+            for row in measure_points(network, tokenizer, encoded, frozen, strategies, size, repeats)]
+    if out is not None:
+        write_json(out, rows)
+    return rows

@@ -135,3 +135,9 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+def refuse_existing(paths: list[str | os.PathLike], overwrite: bool) -> None:
+    """Before any work: one line for the first output that exists and may not be replaced."""
+    for path in paths:
+        _check_target(Path(path), overwrite)

@@ -338,3 +338,85 @@ def end_parent(uri: str | None, run_id: str, status: str) -> None:
                 f"tags.mlflow.parentRunId = '{run.info.run_id}' and attributes.status = 'RUNNING'",
             ) or []
     call(client.set_terminated, run_id, status)
+
+
+# ---- what the stages log (each stage module calls these; none of them writes a stage's output) ----
+
+@contextlib.contextmanager
+def stage_run(cfg, stage: str, task: str, sections: tuple[str, ...]) -> Iterator[RunLogger]:
+    """The MLflow run of one stage job (a no-op unless ``tracking.enabled``), with the seed and the
+    config sections the stage read as params."""
+    settings = cfg.tracking
+    with job_run(settings.enabled, settings.uri, settings.experiment, f"{stage} {task} seed{cfg.seed}",
+                 {"stage": stage, "task": task, "seed": cfg.seed}) as run:
+        dumped = cfg.model_dump()
+        run.log_params({"seed": cfg.seed} | {s: dumped[s] for s in sections})
+        yield run
+
+
+def log_prepared_splits(run: RunLogger, prepared, names) -> None:
+    """The prepared splits a stage read, as MLflow dataset inputs."""
+    from de3pipe.data.prepare import source_label
+
+    for name in names:
+        rows = prepared.info["splits"][name]["rows"]
+        run.log_dataset(f"{prepared.task.name}-{name}", prepared.files.split(name), name, rows,
+                        source_label(prepared.info.get("source")))
+
+
+def log_signals_input(run: RunLogger, signals) -> None:
+    """A signals file a stage read, as an MLflow dataset input."""
+    if signals.source is not None:
+        run.log_dataset(f"{signals.meta['task']}-{signals.meta['split']}-signals", signals.source, signals.meta["split"],
+                        signals.num_samples, signals.meta.get("checkpoint"))
+
+
+def log_training(run: RunLogger, summary: dict, key: str, record: Path) -> None:
+    """The training curve (loss, each exit's loss, learning rate per optimiser step), each epoch's
+    per-layer validation metrics at that epoch's last step, and the last epoch against depth."""
+    prefix = "validation" if key == "validation" else "nearest_prototype"
+    run.log_curve(summary.get("curve", []))
+    run.log_curve([
+        {"step": epoch["step"], **{f"{prefix}_{name}.layer{m}": layer[name]
+                                   for m, layer in enumerate(epoch[key], 1) for name in layer}}
+        for epoch in summary["epochs"]
+    ])
+    last = summary["epochs"][-1]
+    for name in last[key][0]:
+        run.log_per_layer(f"{prefix}_{name}_per_layer", [layer[name] for layer in last[key]])
+    run.log_metrics({"train_seconds": summary["seconds"], "steps": summary["steps"]})
+    run.log_artifact(record)
+
+
+def log_calibration(run: RunLogger, thresholds: dict, files) -> None:
+    """Each strategy's validation metric and speed-up at every named target, and the two files."""
+    metric = thresholds["metric"]
+    run.log_metrics({
+        f"validation/{name}/{target}x/{field}": entry[key]
+        for name, targets in thresholds["strategies"].items()
+        for target, entry in targets.items()
+        for field, key in ((metric, f"validation_{metric}"), ("speedup", "validation_speedup"))
+    })
+    run.log_artifact(files.thresholds)
+    run.log_artifact(files.curves)
+
+
+def log_evaluation(run: RunLogger, results: dict, curves, metric: str, files) -> None:
+    """The full model per layer, the wall-clock speed-ups, and one child run per strategy with its
+    named points and its calibrated test curve (step = speed-up x 100, so comparing the strategy
+    runs in the UI overlays their curves, metric against speed-up)."""
+    run.log_metrics({f"test.full_model.{k}": v for k, v in results["full_model"].items()})
+    run.log_per_layer(f"test_{metric}_per_layer", [layer[metric] for layer in results["per_layer"]])
+    run.log_per_layer("test_mean_entropy_per_layer", results["mean_entropy_per_layer"])
+    for row in results.get("wallclock", []):
+        run.log_metrics({f"wallclock_speedup/{row['strategy_name']}/{row['target']}x": row["wallclock_speedup"]})
+    run.log_artifact(files.metrics)
+    run.log_artifact(files.test_curves)
+    for name, targets in results["strategies"].items():
+        tags = {"strategy": name, "task": results["task"], "seed": results["seed"], "stage": "evaluate"}
+        with run.child(f"{name} {results['task']} seed{results['seed']}", tags) as child:
+            child.log_metrics({f"{target}x.{field}": entry[field]
+                               for target, entry in targets.items() for field in (metric, "speedup")})
+            rows = curves[curves["strategy"] == name] if len(curves) else curves
+            child.log_curve([{"step": round(r.speedup * 100), f"calibrated_curve.{metric}": getattr(r, metric)}
+                             for r in rows.itertuples()])

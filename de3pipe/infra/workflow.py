@@ -1,148 +1,166 @@
-"""The pipeline graph, defined once: Snakemake rules and ``dvc.yaml`` are both built from it.
+"""The pipeline graph, defined once: the Snakemake rule files and ``dvc.yaml`` are generated from
+this stage table (``de3pipe rules``, ``de3pipe dvc-yaml``; tests fail when they drift).
 
-Each stage names its inputs and outputs (path templates with ``{task}`` and ``{seed}``), the
-``de3pipe`` arguments that connect them, and the config keys it reads: Snakemake passes those
-keys as ``params`` (a change reruns the stage and what follows) and DVC lists them as ``params``
-of ``config/config.yaml`` (the same effect for ``dvc repro``).
+Each stage names its inputs and outputs (paths from the run layout, ``layout.py``), the command
+that connects them, the config keys it reads (Snakemake passes them as ``params``, DVC lists
+them as ``params`` of the config file: a change reruns the stage and what follows), its threads
+and resources, and its module: the stage's code dependency is that module's import closure.
 """
 
 from __future__ import annotations
 
 import ast
-import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 import yaml
 
-# Every path starts at the results folder (`results` in the config; `data` by default, the
-# folder DVC versions): another config, such as config/study.yaml, keeps its runs apart.
-DEFAULT_RESULTS = "data"
-RUN = "{results}/{task}/seed{seed}"
+from de3pipe.infra.layout import DEFAULT_RESULTS, ReportFiles, RunLayout
+
+CONFIG_FILE = "config/config.yaml"
+PLOT_TEMPLATE = "workflow/plots/strategy_lines.json"  # Vega-Lite: colour = strategy, a line per file
+RULES_DIR = Path("workflow/rules")
+PACKAGE = Path(__file__).resolve().parent.parent
+# Modules that only write to MLflow, never to a stage's outputs: fixing how a run is logged
+# does not make results stale, so they are no code dependency (and their imports are not followed).
+LOGGING_ONLY = frozenset({"de3pipe.infra.tracking", "de3pipe.inference.serving"})
+
+RUN = RunLayout.template()
+REPORT = ReportFiles.of("{results}")
+TORCH = "torch"  # a torch job: every core it is given, one at a time on one machine
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
-    inputs: dict[str, str]
-    outputs: dict[str, str]  # a trailing "/" marks a directory
-    args: str  # refers to {input.x}, {output.x}, {task}, {seed}
+    doc: str  # what the stage does, one sentence (the rule file's comment)
+    inputs: dict[str, str]  # path templates; a trailing "/" marks a directory
+    outputs: dict[str, str]
+    args: tuple[tuple[str, str], ...]  # (flag, what): "input.x", "output.x", "folder.x", "task", "seed"; flag "" = positional
     params: tuple[str, ...]  # config keys the stage reads ("recipes": its task's recipe, per task)
-    code: tuple[str, ...]  # library modules the stage runs; with what they import, its code dependency
+    folders: dict[str, str] = field(default_factory=dict)  # folders the command writes its outputs into
     metrics: tuple[str, ...] = ()  # outputs that are DVC metrics (cache: false): compact headline figures
     plots: tuple[str, ...] = ()  # outputs drawn by `dvc plots show`: one line per strategy, a plot per task
     per_task: bool = True
-    heavy: bool = False  # training: declares a gpu resource
-    extra: dict = field(default_factory=dict)
+    threads: str = "1"  # TORCH: every core the job is given
+    mem_mb: str = "4000"  # Snakemake expressions: a torch job's memory and runtime may grow per attempt
+    runtime: str = "30"
 
+    @property
+    def module(self) -> str:
+        return f"de3pipe.stages.{self.name}"
+
+
+def _dir(path: Path) -> str:
+    return f"{path}/"
+
+
+GROWING_MEMORY = "lambda wildcards, attempt: 8000 * attempt"
+GROWING_RUNTIME = "lambda wildcards, attempt: 240 * attempt"
 
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in [
         Stage(
-            "prepare",
+            "prepare", "read the task (GLUE folder or hub) and carve the seeded validation split.",
             inputs={},
-            outputs={"data": f"{RUN}/prepared/"},
-            args="--task {task} --seed {seed} --out {output.data}",
+            outputs={"data": _dir(RUN.prepared.folder)},
+            args=(("--task", "task"), ("--seed", "seed"), ("--out", "output.data")),
             params=("data", "recipes"),
-            code=("de3pipe.data.prepare",),
         ),
         Stage(
-            "finetune",
-            inputs={"data": f"{RUN}/prepared/"},
-            outputs={"model": f"{RUN}/finetuned/"},
-            args="--data {input.data} --seed {seed} --out {output.model}",
+            "finetune", "the method's stage 1: fine-tune the backbone and one internal classifier per layer.",
+            inputs={"data": _dir(RUN.prepared.folder)},
+            outputs={"model": _dir(RUN.finetuned), "train_metrics": str(RUN.finetune_metrics)},
+            args=(("--data", "input.data"), ("--seed", "seed"), ("--out", "output.model"),
+                  ("--train-metrics", "output.train_metrics")),
             params=("model", "finetune", "recipes"),
-            code=("de3pipe.modeling.training",),
-            heavy=True,
+            threads=TORCH, mem_mb=GROWING_MEMORY, runtime=GROWING_RUNTIME,
         ),
         Stage(
-            "prototypes",
-            inputs={"data": f"{RUN}/prepared/", "model": f"{RUN}/finetuned/"},
-            outputs={"model": f"{RUN}/prototyped/"},
-            args="--data {input.data} --model {input.model} --seed {seed} --out {output.model}",
+            "prototypes", "the method's stage 2: train the prototypical networks with DAR (backbone and classifiers frozen).",
+            inputs={"data": _dir(RUN.prepared.folder), "model": _dir(RUN.finetuned)},
+            outputs={"model": _dir(RUN.prototyped), "train_metrics": str(RUN.prototypes_metrics)},
+            args=(("--data", "input.data"), ("--model", "input.model"), ("--seed", "seed"), ("--out", "output.model"),
+                  ("--train-metrics", "output.train_metrics")),
             params=("prototypes", "finetune.layer_weighting", "recipes"),
-            code=("de3pipe.modeling.training",),
-            heavy=True,
+            threads=TORCH, mem_mb=GROWING_MEMORY, runtime=GROWING_RUNTIME,
         ),
         Stage(
-            "signals",
-            inputs={"data": f"{RUN}/prepared/", "model": f"{RUN}/prototyped/"},
-            outputs={"signals": f"{RUN}/signals/"},
-            args="--data {input.data} --model {input.model} --seed {seed} --out {output.signals}",
+            "signals", "one forward pass per split storing every layer's exit signals.",
+            inputs={"data": _dir(RUN.prepared.folder), "model": _dir(RUN.prototyped)},
+            outputs={"signals": _dir(RUN.signals.folder)},
+            args=(("--data", "input.data"), ("--model", "input.model"), ("--seed", "seed"), ("--out", "output.signals")),
             params=("signals", "recipes"),
-            code=("de3pipe.stages.signals",),
-            heavy=True,
+            threads=TORCH, mem_mb=GROWING_MEMORY, runtime=GROWING_RUNTIME,
         ),
         Stage(
-            "calibrate",
-            inputs={"signals": f"{RUN}/signals/"},
-            outputs={"thresholds": f"{RUN}/calibration/thresholds.json", "curves": f"{RUN}/calibration/curves.csv"},
-            args=f"--signals {{input.signals}} --seed {{seed}} --out {RUN}/calibration",
+            "calibrate", "sweep every strategy on the validation split and freeze one operating point per target.",
+            inputs={"signals": _dir(RUN.signals.folder)},
+            outputs={"thresholds": str(RUN.calibration.thresholds), "curves": str(RUN.calibration.curves)},
+            folders={"out": str(RUN.calibration.folder)},
+            args=(("--signals", "input.signals"), ("--seed", "seed"), ("--out", "folder.out")),
             params=("calibration", "signals.eps"),
-            code=("de3pipe.method.calibration",),
         ),
         Stage(
-            "evaluate",
+            "evaluate", "apply the frozen thresholds to the test split; wall-clock speed-up of batched early exit.",
             inputs={
-                "signals": f"{RUN}/signals/",
-                "thresholds": f"{RUN}/calibration/thresholds.json",
-                "data": f"{RUN}/prepared/",
-                "model": f"{RUN}/prototyped/",
+                "signals": _dir(RUN.signals.folder),
+                "thresholds": str(RUN.calibration.thresholds),
+                "data": _dir(RUN.prepared.folder),
+                "model": _dir(RUN.prototyped),
             },
             outputs={
-                "metrics": f"{RUN}/evaluation/metrics.json",
-                "curves": f"{RUN}/evaluation/test_curves.csv",
-                "exits": f"{RUN}/evaluation/exits.parquet",
-                "points": f"{RUN}/evaluation/points.npz",
-                "submission": f"{RUN}/evaluation/submission/",
-                "headline": f"{RUN}/evaluation/headline/",
+                "metrics": str(RUN.evaluation.metrics),
+                "curves": str(RUN.evaluation.test_curves),
+                "exits": str(RUN.evaluation.exits),
+                "points": str(RUN.evaluation.points),
+                "submission": _dir(RUN.evaluation.submission),
+                "headline": _dir(RUN.evaluation.headline),
             },
-            args=(
-                "--signals {input.signals} --thresholds {input.thresholds} --data {input.data} "
-                f"--model {{input.model}} --seed {{seed}} --out {RUN}/evaluation"
-            ),
+            folders={"out": str(RUN.evaluation.folder)},
+            args=(("--signals", "input.signals"), ("--thresholds", "input.thresholds"), ("--data", "input.data"),
+                  ("--model", "input.model"), ("--seed", "seed"), ("--out", "folder.out")),
             params=("evaluation", "calibration"),
-            code=("de3pipe.method.evaluation", "de3pipe.inference.wallclock", "de3pipe.inference.overhead"),
             metrics=("headline",),
             plots=("curves",),
+            threads=TORCH,
         ),
         Stage(
-            "report",
+            "report", "strategies compared at matched speed-ups on calibrated curves (bootstrap intervals), and the plots.",
+            # Every file the report reads, per run (report/collect.py): the signals folder holds the
+            # prototype-space projection where the config asks for one.
             inputs={
-                "evaluations": f"{RUN}/evaluation/metrics.json",
-                "curves": f"{RUN}/evaluation/test_curves.csv",
-                "points": f"{RUN}/evaluation/points.npz",
+                "evaluations": str(RUN.evaluation.metrics),
+                "curves": str(RUN.evaluation.test_curves),
+                "points": str(RUN.evaluation.points),
+                "finetune_metrics": str(RUN.finetune_metrics),
+                "prototypes_metrics": str(RUN.prototypes_metrics),
+                "signals": _dir(RUN.signals.folder),
             },
-            outputs={
-                "table": "{results}/report/report.md",
-                "summary": "{results}/report/summary.json",
-                "plots": "{results}/report/plots/",
-            },
-            args="--out {results}/report {input.evaluations}",
+            outputs={"page": str(REPORT.page), "summary": str(REPORT.summary), "plots": _dir(REPORT.plots)},
+            folders={"out": str(REPORT.folder)},
+            args=(("--out", "folder.out"), ("", "input.evaluations")),
             params=("report",),
-            code=("de3pipe.report.page",),
             per_task=False,
+            mem_mb="2000", runtime="10",
         ),
     ]
 }
 
-CONFIG_FILE = "config/config.yaml"
-PLOT_TEMPLATE = "workflow/plots/strategy_lines.json"  # Vega-Lite: colour = strategy, a line per file
-PACKAGE = Path(__file__).resolve().parent
-ENTRY_POINT = "de3pipe.cli"  # every stage is a command of the CLI
 
+# ---- code dependencies ----
 
 def _module_file(module: str) -> Path | None:
     parts = module.split(".")[1:]
     for candidate in (PACKAGE.joinpath(*parts).with_suffix(".py"), PACKAGE.joinpath(*parts, "__init__.py")):
-        if parts and candidate.is_file() or not parts and candidate.name == "__init__.py" and candidate.is_file():
+        if candidate.is_file():
             return candidate
     return None
 
 
-def _imported_modules(path: Path) -> set[str]:
+def imported_modules(path: Path) -> set[str]:
     """The de3pipe modules a source file imports, at module level or inside functions, and the
     packages they live in (importing a module runs its package's ``__init__``)."""
     found: set[str] = set()
@@ -158,88 +176,75 @@ def _imported_modules(path: Path) -> set[str]:
 
 @cache
 def code_files(stage_name: str) -> tuple[str, ...]:
-    """The source files a stage runs, relative to the project: the CLI module, the stage's library
-    modules and every de3pipe module they import, at any depth. Editing another file (the report's
-    code, say) leaves the stage, and the results it made, current. The CLI's own lazy imports are
-    not followed: among them only tracking and serving are not a stage's library, and they write to
-    MLflow, never to a stage's outputs."""
-    todo, files = ["de3pipe", *STAGES[stage_name].code], set()
-    files.add(PACKAGE / "cli.py")
+    """The source files a stage runs, relative to the project: its module and every de3pipe
+    module that imports, at any depth, but the logging-only ones. Editing any other file (the
+    report's rendering, the CLI, another stage) leaves the stage, and the results it made, current."""
+    todo, files = [STAGES[stage_name].module], set()
     while todo:
-        path = _module_file(todo.pop())
+        module = todo.pop()
+        path = _module_file(module) if module not in LOGGING_ONLY else None
         if path is None or path in files:
             continue
         files.add(path)
-        todo += sorted(_imported_modules(path))
+        todo += sorted(imported_modules(path))
     return tuple(sorted(str(path.relative_to(PACKAGE.parent)) for path in files))
 
 
 def is_directory(path: str) -> bool:
-    """Output templates mark directories with a trailing slash."""
+    """Path templates mark directories with a trailing slash."""
     return path.endswith("/")
 
 
-def plain_path(path: str, results: str = DEFAULT_RESULTS) -> str:
-    """``path`` without the directory marker, under the results folder ``results``."""
-    return path.rstrip("/").replace("{results}", results)
+# ---- dvc.yaml ----
+
+def _read_tasks_and_seeds(config: str | Path) -> tuple[list[str], list[int]]:
+    tree = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    return tree.get("tasks", []), tree.get("seeds", [])
 
 
-def command(
-    stage: Stage, paths: dict[str, dict[str, str]], task: str, seed: str, config_args: str, results: str = DEFAULT_RESULTS
-) -> str:
-    """The shell command of ``stage`` with concrete (or templated) paths."""
-
-    def substitute(match: re.Match) -> str:
-        kind, key = match.group(1), match.group(2)
-        return paths[kind][key]
-
-    args = stage.args.replace("{task}", task).replace("{seed}", seed).replace("{results}", results)
-    args = re.sub(r"\{(input|output)\.(\w+)\}", substitute, args)
-    return f"de3pipe {stage.name} {args} {config_args}"
+def _dvc_path(template: str, task: str = "${item.task}", seed: str = "${item.seed}") -> str:
+    return template.rstrip("/").format(results=DEFAULT_RESULTS, task=task, seed=seed)
 
 
-def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> str:
+def _dvc_command(stage: Stage, inputs: dict[str, list[str]], outputs: dict[str, str], folders: dict[str, str],
+                 config: str) -> str:
+    values = {"task": "${item.task}", "seed": "${item.seed}"}
+    values |= {f"input.{k}": " ".join(v) for k, v in inputs.items()}
+    values |= {f"output.{k}": v for k, v in outputs.items()} | {f"folder.{k}": v for k, v in folders.items()}
+    args = " ".join(f"{flag} {values[what]}".strip() for flag, what in stage.args)
+    quiet = " --quiet" if stage.per_task else ""
+    return f"de3pipe {stage.name} {args} --config {config} --overwrite{quiet}"
+
+
+def dvc_yaml(config: str | Path = CONFIG_FILE) -> str:
     """``dvc.yaml``: per-task stages as a matrix over ``tasks`` x ``seeds`` (read from the config
-    through ``vars``), and the report over every evaluation."""
-
-    def item(path: str) -> str:
-        return plain_path(path).replace("{task}", "${item.task}").replace("{seed}", "${item.seed}")
-
+    through ``vars``), and the report over every evaluation of the config's tasks and seeds."""
+    config = str(config)
+    tasks, seeds = _read_tasks_and_seeds(config)
     stages: dict[str, dict] = {}
     for stage in STAGES.values():
         if stage.per_task:
-            paths = {
-                "input": {k: item(v) for k, v in stage.inputs.items()},
-                "output": {k: item(v) for k, v in stage.outputs.items()},
-            }
-            deps = list(paths["input"].values())
-            cmd = command(stage, paths, "${item.task}", "${item.seed}", f"--config {config}") + " --overwrite --quiet"
+            inputs = {k: [_dvc_path(v)] for k, v in stage.inputs.items()}
         else:
-            runs = [(t, s) for t in tasks for s in seeds]
-            expanded = {k: [plain_path(v).format(task=t, seed=s) for t, s in runs] for k, v in stage.inputs.items()}
-            deps = [p for values in expanded.values() for p in values]
-            paths = {
-                "input": {k: " ".join(v) for k, v in expanded.items()},
-                "output": {k: plain_path(v) for k, v in stage.outputs.items()},
-            }
-            cmd = command(stage, paths, "", "", f"--config {config}") + " --overwrite"
+            inputs = {k: [_dvc_path(v, t, str(s)) for t in tasks for s in seeds] for k, v in stage.inputs.items()}
+        outputs = {k: _dvc_path(v) for k, v in stage.outputs.items()}
+        folders = {k: _dvc_path(v) for k, v in stage.folders.items()}
         entry: dict = {}
         if stage.per_task:
             entry["matrix"] = {"task": "${tasks}", "seed": "${seeds}"}
-        entry["cmd"] = cmd
-        entry["deps"] = sorted(set(deps)) + list(code_files(stage.name))
+        entry["cmd"] = _dvc_command(stage, inputs, outputs, folders, config)
+        entry["deps"] = sorted({p for paths in inputs.values() for p in paths}) + list(code_files(stage.name))
         if stage.params:
             entry["params"] = [{config: list(stage.params)}]
-        outs = [paths["output"][k] for k in stage.outputs if k not in stage.metrics]
-        entry["outs"] = outs
+        entry["outs"] = [outputs[k] for k in stage.outputs if k not in stage.metrics]
         if stage.metrics:
-            entry["metrics"] = [{paths["output"][k]: {"cache": False}} for k in stage.metrics]
+            entry["metrics"] = [{outputs[k]: {"cache": False}} for k in stage.metrics]
         stages[stage.name] = entry
     plots = []
     for stage in STAGES.values():
         for key in stage.plots:
             for t in tasks:
-                files = [plain_path(stage.outputs[key]).format(task=t, seed=s) for s in seeds]
+                files = [_dvc_path(stage.outputs[key], t, str(s)) for s in seeds]
                 plots.append({f"{t}: {stage.name} curves, one line per strategy": {
                     "x": "speedup", "y": dict.fromkeys(files, "metric"), "template": PLOT_TEMPLATE,
                 }})
@@ -249,3 +254,136 @@ def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> s
         "# a test fails when this file and the workflow drift apart.\n"
     )
     return header + yaml.safe_dump(document, sort_keys=False, width=1000)
+
+
+# ---- the Snakemake rule files ----
+
+def _snakemake_path(template: str) -> str:
+    """A path template as the rule file writes it: an f-string over the results folder with the
+    task and seed wildcards."""
+    text = template.rstrip("/").replace("{results}", "{RESULTS}").replace("{task}", "{{task}}").replace("{seed}", "{{seed}}")
+    return f'f"{text}"'
+
+
+def _rule_shell(stage: Stage) -> str:
+    values = {"task": "{wildcards.task}", "seed": "{wildcards.seed}"}
+    values |= {f"input.{k}": f"{{input.{k}}}" for k in stage.inputs}
+    values |= {f"output.{k}": f"{{output.{k}}}" for k in stage.outputs}
+    values |= {f"folder.{k}": f"{{params.{k}}}" for k in stage.folders}
+    args = " ".join(f"{flag} {values[what]}".strip() for flag, what in stage.args)
+    quiet = " --quiet" if stage.per_task else ""
+    # Torch uses the job's threads, or on SLURM exactly the CPUs the job was given.
+    threads = "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} " if stage.threads == TORCH else ""
+    return f"{threads}de3pipe {stage.name} {args} {{CONFIG_ARGS}} --overwrite{quiet} > {{log}} 2>&1"
+
+
+def rule_text(stage: Stage, number: int) -> str:
+    """One stage's rule file: literal paths, command, params, threads and resources."""
+    lines = [
+        "# Generated from the stage table (de3pipe/infra/workflow.py) by `de3pipe rules`; do not edit by hand.",
+        f"# Stage {number}: {stage.doc}",
+        f"rule {stage.name}:",
+        "    input:",
+    ]
+    for key, path in stage.inputs.items():
+        value = _snakemake_path(path)
+        lines.append(f"        {key}={value}," if stage.per_task else f"        {key}=expand({value}, task=TASKS, seed=SEEDS),")
+    lines += ["        code=[", *(f'            "{f}",' for f in code_files(stage.name)), "        ],"]
+    lines.append("    output:")
+    for key, path in stage.outputs.items():
+        value = _snakemake_path(path)
+        lines.append(f"        {key}=directory({value})," if is_directory(path) else f"        {key}={value},")
+    lines.append("    params:")
+    lines += [f"        {key}={_snakemake_path(path)}," for key, path in stage.folders.items()]
+    # the config values the stage reads (its task's recipe applied): a change reruns it
+    lines += [f'        {key.replace(".", "_")}=setting("{key}"),' for key in stage.params if key != "recipes"]
+    where = "{{task}}.seed{{seed}}" if stage.per_task else stage.name
+    log = f'f"{{LOGS}}/{stage.name}/{where}.log"' if stage.per_task else f'f"{{LOGS}}/{stage.name}.log"'
+    lines += ["    log:", f"        {log},"]
+    if stage.per_task:
+        lines += ["    benchmark:", f'        f"{{LOGS}}/benchmarks/{stage.name}/{where}.tsv"']
+    lines += ["    conda:", '        "../envs/de3pipe.yaml"']
+    if stage.threads == TORCH:
+        lines += ["    threads: TORCH_THREADS", "    resources:", "        **torch_resources(",
+                  f"            mem_mb={stage.mem_mb},", f"            runtime={stage.runtime},", "        ),"]
+    else:
+        lines += [f"    threads: {stage.threads}", "    resources:", f"        mem_mb={stage.mem_mb},",
+                  f"        runtime={stage.runtime},"]
+    lines += ["    shell:", f"        {_quoted(_rule_shell(stage))}"]
+    return "\n".join(lines) + "\n"
+
+
+def _quoted(command: str) -> str:
+    return '"' + command.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def rule_files() -> dict[str, str]:
+    """File name -> text of every generated rule file."""
+    return {f"{stage.name}.smk": rule_text(stage, number) for number, stage in enumerate(STAGES.values(), start=1)}
+
+
+def write_rules(folder: Path = RULES_DIR) -> list[Path]:
+    from de3pipe.infra.io import atomic_file
+
+    written = []
+    for name, text in rule_files().items():
+        with atomic_file(folder / name) as handle:
+            handle.write(text)
+        written.append(folder / name)
+    return written
+
+
+# ---- the config schema ----
+
+def pipeline_schema() -> dict:
+    """JSON schema of config/config.yaml: the stage sections (from the typed config), the strategy
+    names and knob grids of the registry, and the workflow's own keys.
+    ``workflow/schemas/config.schema.yaml`` is this, generated."""
+    from de3pipe.config import Config
+    from de3pipe.data.tasks import CLASSIFICATION_TASKS
+    from de3pipe.method.strategies import registry
+
+    names = registry()
+    servable = [n for n, entry in names.items() if entry.servable]
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["description"] = "de3pipe pipeline config (generated by `de3pipe config-schema`; do not edit by hand)"
+    defs = schema["$defs"]
+    calibration = defs["CalibrationConfig"]["properties"]
+    calibration["strategies"]["anyOf"][0]["items"] = {"enum": list(names)}
+    calibration["grids"]["propertyNames"] = {"enum": [n for n, e in names.items() if e.rule.grid_defaults and not e.is_variant]}
+    calibration["grids"]["default"] = {n: {k: list(v) for k, v in e.rule.grid_defaults.items()}
+                                       for n, e in names.items() if e.rule.grid_defaults and not e.is_variant}
+    defs["EvaluationConfig"]["properties"]["wallclock_strategies"]["items"] = {"enum": servable}
+    report = defs["ReportConfig"]["properties"]
+    report["reference"]["enum"] = list(names)
+    for key in ("comparisons", "compare_against"):
+        report[key]["items"] = {"enum": list(names)}
+    schema["properties"] |= {
+        "tasks": {
+            "type": "array",
+            "items": {"enum": list(CLASSIFICATION_TASKS)},
+            "minItems": 1,
+            "uniqueItems": True,
+            "description": "GLUE classification tasks to run",
+        },
+        "seeds": {
+            "type": "array",
+            "items": {"type": "integer"},
+            "minItems": 1,
+            "uniqueItems": True,
+            "description": "one full run per seed; the report gives mean and 95% CI over them",
+        },
+        "results": {
+            "type": "string",
+            "minLength": 1,
+            "default": DEFAULT_RESULTS,
+            "description": "folder of every run's outputs and the report (data: the one DVC versions)",
+        },
+    }
+    schema["required"] = ["tasks", "seeds"]
+    return schema
+
+
+def schema_yaml() -> str:
+    return yaml.safe_dump(pipeline_schema(), sort_keys=False, width=1000)

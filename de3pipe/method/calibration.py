@@ -17,15 +17,13 @@ import pandas as pd
 
 from de3pipe.config import CalibrationConfig
 from de3pipe.errors import De3Error
+from de3pipe.method.operating_points import speedup_key
 from de3pipe.method.metrics import layer_speedup, primary_metric, task_metrics
 from de3pipe.method.signals import Signals
-from de3pipe.method.strategies import Strategy, lookup, make_strategy, replay
+from de3pipe.method.strategies import Strategy, calibrated_names, check_calibration, lookup, make_strategy, replay
 from de3pipe.data.tasks import GlueTask, get_task
 
 log = logging.getLogger(__name__)
-
-KNOB_COLUMNS = ("tau", "lam", "t", "k")
-INTEGER_KNOBS = ("t", "k")
 
 
 def evaluate_strategy(strategy: Strategy, signals: Signals, task: GlueTask, name: str | None = None) -> dict:
@@ -44,22 +42,20 @@ def sweep(signals: Signals, cfg: CalibrationConfig, eps: float) -> pd.DataFrame:
     """The metric/speed-up curve of every configured strategy on ``signals`` (one row per knob setting)."""
     task = get_task(signals.meta["task"])
     rows = []
-    for name in cfg.strategies:
+    for name in calibrated_names(cfg):
         entry = lookup(name)
         viewed = signals.view(entry.view)
         rows += [
             evaluate_strategy(make_strategy(name, eps, **knobs), viewed, task, name)
-            for knobs in entry.rule.knob_grid(viewed, cfg, eps)
+            for knobs in entry.rule.knob_grid(viewed, entry.rule.grid(cfg), cfg.n_thresholds, eps)
         ]
     return pd.DataFrame(rows)
 
 
-def _knobs_of(row: pd.Series) -> dict:
-    knobs = {}
-    for key in KNOB_COLUMNS:
-        if key in row and pd.notna(row[key]):
-            knobs[key] = int(row[key]) if key in INTEGER_KNOBS else float(row[key])
-    return knobs
+def _knobs_of(row: pd.Series, strategy: str) -> dict:
+    """The knobs of ``strategy`` on a curve row (the curves table has a column per knob of any strategy)."""
+    rule = lookup(strategy).rule
+    return {key: int(row[key]) if key in rule.integer_knobs() else float(row[key]) for key in rule.knob_names()}
 
 
 def choose_operating_point(curve: pd.DataFrame, target: float, metric: str, strategy: str, selection: str) -> dict:
@@ -87,7 +83,7 @@ def choose_operating_point(curve: pd.DataFrame, target: float, metric: str, stra
             f"{low:.2f}x-{high:.2f}x; using the nearest point, {best['speedup']:.2f}x"
         )
     return {
-        "knobs": _knobs_of(best),
+        "knobs": _knobs_of(best, strategy),
         "validation_speedup": float(best["speedup"]),
         f"validation_{metric}": float(best[metric]),
         "status": status,
@@ -116,6 +112,7 @@ def calibrated_curve(curve: pd.DataFrame, metric: str, strategy: str, cfg: Calib
 def calibrate(signals: Signals, cfg: CalibrationConfig, eps: float) -> tuple[dict, pd.DataFrame]:
     """Frozen operating points (named targets and the dense curve grid) and the validation curves."""
     task = get_task(signals.meta["task"])
+    check_calibration(cfg)
     if not signals.has_labels:
         raise De3Error("calibration needs a labeled split; give the signals of the validation split")
     too_fast = [t for t in cfg.targets if t > signals.num_layers]
@@ -128,7 +125,8 @@ def calibrate(signals: Signals, cfg: CalibrationConfig, eps: float) -> tuple[dic
     curves = sweep(signals, cfg, eps)
     thresholds: dict[str, dict] = {}
     dense: dict[str, list[dict]] = {}
-    for name in cfg.strategies:
+    names = calibrated_names(cfg)
+    for name in names:
         curve = curves[curves["strategy"] == name]
         if lookup(name).analysis_only:  # no knob worth calibrating: one point, reported as is
             thresholds[name] = {"any": choose_operating_point(curve, 1.0, metric, name, "best")}
@@ -138,18 +136,20 @@ def calibrate(signals: Signals, cfg: CalibrationConfig, eps: float) -> tuple[dic
             point = choose_operating_point(curve, target, metric, name, cfg.selection)
             if point["message"]:
                 log.warning(point["message"])
-            thresholds[name][f"{target:g}"] = point
+            thresholds[name][speedup_key(target)] = point
         dense[name] = calibrated_curve(curve, metric, name, cfg)
     per_lambda = {}
-    if cfg.per_lambda:  # lambda sensitivity: each lambda's own threshold per target, chosen the same way
-        for name in (n for n in cfg.strategies if lookup(n).secondary_knob == "lam"):
-            curve = curves[curves["strategy"] == name]
+    if cfg.per_lambda:  # sensitivity: each secondary-knob value's own threshold per target, chosen the same way
+        for name in (n for n in names if lookup(n).rule.sensitivity):
+            rule, curve = lookup(name).rule, curves[curves["strategy"] == name]
+            knob = rule.secondary_knob
             per_lambda[name] = {
-                f"{lam:g}": {
-                    f"{target:g}": choose_operating_point(curve[curve["lam"] == lam], target, metric, name, cfg.selection)
+                f"{value:g}": {
+                    speedup_key(target): choose_operating_point(curve[curve[knob] == value], target, metric, name,
+                                                                cfg.selection)
                     for target in cfg.targets
                 }
-                for lam in cfg.lambdas
+                for value in rule.grid(cfg)[knob]
             }
     result = {
         "task": task.name,

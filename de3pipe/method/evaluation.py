@@ -7,68 +7,20 @@ are kept (``points.npz``), so the report can bootstrap over test examples (de3pi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from de3pipe.report.comparison import interpolate
+from de3pipe.data.tasks import GlueTask, get_task
 from de3pipe.errors import De3Error
 from de3pipe.infra.io import atomic_file
+from de3pipe.infra.layout import EvaluationFiles
+from de3pipe.method.curves import full_model_curve, interpolate
 from de3pipe.method.metrics import exit_histogram, layer_speedup, primary_metric, task_metrics
+from de3pipe.method.operating_points import Target, curve_points, operating_points, sensitivity_points
 from de3pipe.method.signals import Signals
-from de3pipe.method.strategies import Strategy, lookup, make_strategy, replay_named
-from de3pipe.data.tasks import GlueTask, get_task
-
-POINTS_FILE = "points.npz"
-
-
-@dataclass(frozen=True)
-class FrozenPoint:
-    name: str  # registered strategy name
-    target: str  # "2", "1.35", or "any" (analysis-only)
-    strategy: Strategy
-    entry: dict  # the calibration entry (knobs, validation speed-up and metric, status)
-
-
-def frozen_eps(thresholds: dict) -> float:
-    """The eps the thresholds were calibrated with: it travels in thresholds.json and nowhere else."""
-    eps = thresholds.get("eps")
-    if not isinstance(eps, int | float) or not eps > 0:
-        raise De3Error("the thresholds file records no valid eps; re-run `de3pipe calibrate`")
-    return float(eps)
-
-
-def _frozen(strategies: dict, eps: float) -> list[FrozenPoint]:
-    try:
-        return [
-            FrozenPoint(name, target, make_strategy(name, eps, **entry["knobs"]), entry)
-            for name, targets in strategies.items()
-            for target, entry in targets.items()
-        ]
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise De3Error(f"the thresholds file is malformed ({type(exc).__name__}: {exc}); re-run `de3pipe calibrate`") from None
-
-
-def operating_points(thresholds: dict) -> list[FrozenPoint]:
-    """Every point frozen for a named target (and the analysis-only points)."""
-    if not isinstance(thresholds.get("strategies"), dict):
-        raise De3Error("the thresholds file has no 'strategies'; re-run `de3pipe calibrate`")
-    return _frozen(thresholds["strategies"], frozen_eps(thresholds))
-
-
-def curve_points(thresholds: dict) -> list[FrozenPoint]:
-    """Each strategy's points over the dense target grid: its calibrated curve."""
-    curves = thresholds.get("curves")
-    if not isinstance(curves, dict):
-        raise De3Error("the thresholds file has no calibrated curves (an older format); re-run `de3pipe calibrate`")
-    try:
-        by_target = {name: {f"{p['target']:g}": p for p in points} for name, points in curves.items()}
-    except (KeyError, TypeError) as exc:
-        raise De3Error(f"the thresholds file's curves are malformed ({exc}); re-run `de3pipe calibrate`") from None
-    return _frozen(by_target, frozen_eps(thresholds))
-
+from de3pipe.method.strategies import lookup, replay_named
 
 def check_compatible(signals: Signals, thresholds: dict) -> GlueTask:
     if signals.meta.get("task") != thresholds.get("task"):
@@ -86,16 +38,18 @@ class _PointStore:
     def __init__(self):
         self.rows: list[tuple[str, str, float, float, np.ndarray, np.ndarray]] = []
 
-    def add(self, name: str, kind: str, target: float, lam: float, exit_layer: np.ndarray, prediction: np.ndarray):
-        self.rows.append((name, kind, target, lam, exit_layer, prediction))
+    def add(self, name: str, kind: str, target: Target, knob_value: float, exit_layer: np.ndarray,
+            prediction: np.ndarray):
+        self.rows.append((name, kind, target.value, knob_value, exit_layer, prediction))
 
     def arrays(self, signals: Signals) -> dict[str, np.ndarray]:
-        names, kinds, targets, lams, exits, predictions = zip(*self.rows, strict=True)
+        names, kinds, targets, knob_values, exits, predictions = zip(*self.rows, strict=True)
         return {
             "strategy": np.array(names),
             "kind": np.array(kinds),
             "target": np.array(targets, dtype=np.float64),
-            "lam": np.array(lams, dtype=np.float64),
+            # the secondary knob's value at a sensitivity point ("lambda" rows), else NaN
+            "knob_value": np.array(knob_values, dtype=np.float64),
             "exit_layer": np.stack(exits).astype(np.int16),
             "prediction": np.stack(predictions).astype(np.int16),
             "labels": signals.labels.astype(np.int64),
@@ -125,7 +79,7 @@ def evaluate(signals: Signals, thresholds: dict) -> tuple[dict, pd.DataFrame, pd
     store, exits = _PointStore(), []
     for point in operating_points(thresholds):
         exit_layer, prediction = replay_named(point.name, point.strategy, signals)
-        results["strategies"].setdefault(point.name, {})[point.target] = {
+        results["strategies"].setdefault(point.name, {})[point.target.key] = {
             "knobs": point.entry["knobs"],
             "calibration_status": point.entry["status"],
             "validation_speedup": point.entry["validation_speedup"],
@@ -133,17 +87,16 @@ def evaluate(signals: Signals, thresholds: dict) -> tuple[dict, pd.DataFrame, pd
             "exit_histogram": exit_histogram(exit_layer, n_layers),
             **task_metrics(task, signals.labels, prediction),
         }
-        target = float("nan") if point.target == "any" else float(point.target)
-        store.add(point.name, "target", target, float("nan"), exit_layer, prediction)
-        exits.append(pd.DataFrame({"idx": signals.idx, "strategy": point.name, "target": point.target,
+        store.add(point.name, "target", point.target, float("nan"), exit_layer, prediction)
+        exits.append(pd.DataFrame({"idx": signals.idx, "strategy": point.name, "target": point.target.key,
                                    "exit_layer": exit_layer, "prediction": prediction, "label": signals.labels}))
     curve_rows = []
     for point in curve_points(thresholds):
         exit_layer, prediction = replay_named(point.name, point.strategy, signals)
-        store.add(point.name, "curve", float(point.target), float("nan"), exit_layer, prediction)
+        store.add(point.name, "curve", point.target, float("nan"), exit_layer, prediction)
         curve_rows.append({
             "strategy": point.name,
-            "target": float(point.target),
+            "target": point.target.value,
             **point.entry["knobs"],
             "validation_speedup": point.entry["validation_speedup"],
             "speedup": layer_speedup(exit_layer, n_layers),
@@ -153,11 +106,8 @@ def evaluate(signals: Signals, thresholds: dict) -> tuple[dict, pd.DataFrame, pd
     if len(curves):
         curves["metric"] = curves[metric]
     if "per_lambda" in thresholds:
-        results["per_lambda"] = _per_lambda(signals, thresholds, task, store)
+        results["per_lambda"] = _sensitivity(signals, thresholds, task, store)
     return results, pd.concat(exits, ignore_index=True), curves, store.arrays(signals)
-
-
-HEADLINE_DIR = "headline"
 
 
 def headline(results: dict, curves: pd.DataFrame) -> dict[str, dict]:
@@ -172,51 +122,45 @@ def headline(results: dict, curves: pd.DataFrame) -> dict[str, dict]:
     full = results["full_model"][metric]
     records: dict[str, dict] = {"full": {"metric": round(full, 4)}}
     for name, points in results["strategies"].items():
-        speedups, metrics = _curve_from_full_model(curves, name, full)
-        for target, point in points.items():
-            if target == "any":  # the oracle's single point has no target
+        rows = curves[curves["strategy"] == name] if len(curves) else pd.DataFrame(columns=["speedup", "metric"])
+        speedups, metrics = full_model_curve(rows["speedup"].to_numpy(float), rows["metric"].to_numpy(float), full)
+        for key, point in points.items():
+            target = Target.parse(key)
+            if target.speedup is None:  # the oracle's single point has no target
                 continue
             record = {"metric": round(point[metric], 4), "speedup": round(point["speedup"], 3)}
-            if speedups.max() >= float(target):  # targets exceed 1x, so the full model alone never reaches one
-                matched = interpolate(speedups[:, None], metrics[:, None], np.array([float(target)]))
+            if speedups.max() >= target.speedup:  # targets exceed 1x, so the full model alone never reaches one
+                matched = interpolate(speedups[:, None], metrics[:, None], np.array([target.speedup]))
                 record["matched"] = round(float(matched[0, 0]), 4)
-            records[f"{name}@{float(target):g}x"] = record
+            records[f"{name}@{target}x"] = record
     return records
 
 
-def _curve_from_full_model(curves: pd.DataFrame, name: str, full: float) -> tuple[np.ndarray, np.ndarray]:
-    """``name``'s calibrated test curve (speed-ups, metrics) with the full model's point at 1x first."""
-    rows = curves[curves["strategy"] == name] if len(curves) else pd.DataFrame(columns=["speedup", "metric"])
-    return np.r_[1.0, rows["speedup"].to_numpy(float)], np.r_[full, rows["metric"].to_numpy(float)]
-
-
-def _per_lambda(signals: Signals, thresholds: dict, task: GlueTask, store: _PointStore) -> dict:
-    """Test metric and speed-up of each lambda's own frozen point (lambda sensitivity)."""
+def _sensitivity(signals: Signals, thresholds: dict, task: GlueTask, store: _PointStore) -> dict:
+    """Test metric and speed-up of each secondary-knob value's own frozen point (sensitivity)."""
     out: dict = {}
-    eps = frozen_eps(thresholds)
-    for name, lambdas in thresholds["per_lambda"].items():
-        for lam, targets in lambdas.items():
-            for point in _frozen({name: targets}, eps):
-                exit_layer, prediction = replay_named(name, point.strategy, signals)
-                store.add(name, "lambda", float(point.target), float(lam), exit_layer, prediction)
-                out.setdefault(name, {}).setdefault(lam, {})[point.target] = {
-                    "knobs": point.entry["knobs"],
-                    "calibration_status": point.entry["status"],
-                    "speedup": layer_speedup(exit_layer, signals.num_layers),
-                    **task_metrics(task, signals.labels, prediction),
-                }
+    for value, point in sensitivity_points(thresholds):
+        exit_layer, prediction = replay_named(point.name, point.strategy, signals)
+        store.add(point.name, "sensitivity", point.target, value, exit_layer, prediction)
+        out.setdefault(point.name, {}).setdefault(f"{value:g}", {})[point.target.key] = {
+            "knobs": point.entry["knobs"],
+            "calibration_status": point.entry["status"],
+            "speedup": layer_speedup(exit_layer, signals.num_layers),
+            **task_metrics(task, signals.labels, prediction),
+        }
     return out
 
 
 def write_submissions(signals: Signals, thresholds: dict, file_name: str, out_dir: Path) -> list[Path]:
-    """GLUE submission TSVs (``index<TAB>prediction``) for every strategy x target."""
+    """GLUE submission TSVs (``index<TAB>prediction``) for every strategy x target, in the
+    submission folder ``out_dir``."""
     task = check_compatible(signals, thresholds)
     written = []
     for point in operating_points(thresholds):
         if lookup(point.name).analysis_only:
             continue  # analysis-only (the oracle): needs labels the official test set does not have
         _, prediction = replay_named(point.name, point.strategy, signals)
-        path = out_dir / f"{point.name}_{point.target}" / file_name
+        path = EvaluationFiles.submission_in(out_dir, f"{point.name}_{point.target}", file_name)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path) as handle:
             handle.write("index\tprediction\n")

@@ -13,8 +13,6 @@ from sklearn.decomposition import PCA
 from de3pipe.infra.io import write_npz
 from de3pipe.modeling import MultiExitModel
 
-FILE_NAME = "prototype_space.npz"
-
 
 @torch.inference_mode()
 def project_prototype_space(model: MultiExitModel, pooled: np.ndarray, labels: np.ndarray, pred: np.ndarray) -> dict:

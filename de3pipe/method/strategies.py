@@ -6,15 +6,17 @@ running and says which leave now. The same rule drives both the replay over stor
 so the two cannot disagree. Layers are 1-based; a sample that never exits leaves at M.
 
 Every fact about a strategy lives on its class, and :func:`register` makes it known to
-calibration, evaluation, the report, ``predict`` and the config schema at once: its knob grid,
-its secondary knob, whether it is analysis-only, its display order (registration order) and
-its study variants (the same rule replayed on another view of the signals, ``Signals.view``).
-Adding a strategy is adding one registered class.
+calibration, evaluation, the report, ``predict`` and the config schema at once: its knobs (the
+dataclass fields), its knob grid and the defaults of its configurable knob values (config:
+``calibration.grids.<name>``), its secondary knob, whether it is analysis-only, its display
+order (registration order) and its study variants (the same rule replayed on another view of
+the signals, ``Signals.view``). Adding a strategy is adding one registered class.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -26,7 +28,7 @@ from de3pipe.errors import De3Error
 from de3pipe.method.signals import LayerSignals, Signals, edr
 
 if TYPE_CHECKING:
-    from de3pipe.config import CalibrationConfig
+    from de3pipe.config import CalibrationConfig, Config, EvaluationConfig, ReportConfig
 
 State = dict[str, np.ndarray]
 
@@ -52,7 +54,41 @@ class Strategy(ABC):
     needs_labels: ClassVar[bool] = False
     analysis_only: ClassVar[bool] = False  # needs gold labels: never calibrated, compared or served
     secondary_knob: ClassVar[str | None] = None  # a knob besides the threshold, chosen on validation per target
+    sensitivity: ClassVar[bool] = False  # calibration.per_lambda freezes a point per secondary-knob value
     variants: ClassVar[dict[str, str]] = {}  # study variant name -> the Signals.view it replays on
+    grid_defaults: ClassVar[dict[str, tuple]] = {}  # values calibration tries per configurable knob
+    grid_minimum: ClassVar[dict[str, float]] = {}  # the smallest valid value of each configurable knob
+
+    @classmethod
+    def knob_names(cls) -> tuple[str, ...]:
+        """The knobs that define an operating point: the dataclass fields but ``eps``."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "eps")
+
+    @classmethod
+    def integer_knobs(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if f.type in ("int", int))
+
+    @classmethod
+    def grid(cls, cfg: CalibrationConfig) -> dict[str, list]:
+        """The configurable knobs' values: the strategy's defaults, or ``calibration.grids.<name>``."""
+        values = {knob: list(v) for knob, v in cls.grid_defaults.items()} | dict(cfg.grids.get(cls.name, {}))
+        return {knob: [int(x) if knob in cls.integer_knobs() else float(x) for x in v] for knob, v in values.items()}
+
+    @classmethod
+    def check_grid(cls, values: dict[str, list]) -> None:
+        """One line for a knob this strategy lacks, an empty list, or a value out of range."""
+        for knob, items in values.items():
+            where = f"calibration.grids.{cls.name}.{knob}"
+            if knob not in cls.grid_defaults:
+                known = ", ".join(cls.grid_defaults) or "none"
+                raise De3Error(f"calibration.grids.{cls.name}: {cls.name} has no configurable knob {knob!r} (it has: {known})")
+            if not items:
+                raise De3Error(f"{where} is empty; list at least one value (default {list(cls.grid_defaults[knob])})")
+            low = cls.grid_minimum.get(knob)
+            if low is not None and any(v < low for v in items):
+                raise De3Error(f"{where}: every value must be >= {low:g}; got {items}")
+            if knob in cls.integer_knobs() and any(float(v) != int(v) for v in items):
+                raise De3Error(f"{where}: {knob} takes whole numbers; got {items}")
 
     def init_state(self, n: int) -> State:
         return {}
@@ -63,8 +99,9 @@ class Strategy(ABC):
 
     @classmethod
     @abstractmethod
-    def knob_grid(cls, signals: Signals, cfg: CalibrationConfig, eps: float) -> Iterator[dict]:
-        """Every knob setting calibration tries on ``signals`` (the validation split)."""
+    def knob_grid(cls, signals: Signals, grid: dict[str, list], n_thresholds: int, eps: float) -> Iterator[dict]:
+        """Every knob setting calibration tries on ``signals`` (the validation split), from the
+        configurable knobs' values ``grid`` and ``n_thresholds`` thresholds per curve."""
 
     def knobs(self) -> dict:
         """The knobs that define this operating point (``eps`` is the run's, not a knob)."""
@@ -122,15 +159,60 @@ def registry() -> dict[str, RegisteredName]:
     return names
 
 
-def lookup(name: str) -> RegisteredName:
+def lookup(name: str, where: str = "") -> RegisteredName:
     names = registry()
     if name not in names:
-        raise De3Error(f"unknown strategy {name!r}; choose one of {', '.join(names)}")
+        close = difflib.get_close_matches(str(name), names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise De3Error(f"{where + ': ' if where else ''}unknown strategy {name!r}{hint} (registered: {', '.join(names)})")
     return names[name]
 
 
 def strategy_names(*, variants: bool = True, analysis: bool = True) -> tuple[str, ...]:
     return tuple(n for n, r in registry().items() if (variants or not r.is_variant) and (analysis or not r.analysis_only))
+
+
+def compared_names() -> list[str]:
+    """Strategies in display order (registration order, then the study variants), analysis-only
+    ones left out: the names the report compares and draws."""
+    return [name for name, entry in registry().items() if not entry.analysis_only]
+
+
+def calibrated_names(cfg: CalibrationConfig) -> tuple[str, ...]:
+    """The strategies calibration sweeps: ``calibration.strategies``, by default every registered
+    strategy (study variants need the study's controls, so they are named explicitly)."""
+    return tuple(cfg.strategies) if cfg.strategies is not None else strategy_names(variants=False)
+
+
+def check_calibration(cfg: CalibrationConfig) -> None:
+    """``calibration.strategies`` and ``calibration.grids`` against the registry: one line for the
+    first problem. ``config.py`` keeps strategy names as plain names, so that the stages which
+    never replay a strategy (prepare, the training stages) do not depend on this module."""
+    for name in calibrated_names(cfg):
+        lookup(name, "calibration.strategies")
+    for name, grid in cfg.grids.items():
+        lookup(name, "calibration.grids").rule.check_grid(grid)
+
+
+def check_evaluation(cfg: EvaluationConfig) -> None:
+    for name in cfg.wallclock_strategies:
+        if not lookup(name, "evaluation.wallclock_strategies").servable:
+            raise De3Error(f"evaluation.wallclock_strategies: {name} cannot run live (a study variant or "
+                           "analysis-only); time de3, entropy or another servable strategy")
+
+
+def check_report(cfg: ReportConfig) -> None:
+    for key, names in (("report.reference", [cfg.reference]), ("report.comparisons", cfg.comparisons),
+                       ("report.compare_against", cfg.compare_against)):
+        for name in names:
+            lookup(name, key)
+
+
+def check_config(cfg: Config) -> None:
+    """Every strategy name and knob grid of a config (the workflow checks this before any job)."""
+    check_calibration(cfg.calibration)
+    check_evaluation(cfg.evaluation)
+    check_report(cfg.report)
 
 
 def make_strategy(name: str, eps: float | None = None, **knobs) -> Strategy:
@@ -158,15 +240,18 @@ class DE3(Strategy):
     name: ClassVar[str] = "de3"
     needs_distance: ClassVar[bool] = True
     secondary_knob: ClassVar[str | None] = "lam"
+    sensitivity: ClassVar[bool] = True
     variants: ClassVar[dict[str, str]] = {"de3_nodar": "nodar"}
+    grid_defaults: ClassVar[dict[str, tuple]] = {"lam": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)}  # 0: entropy alone
+    grid_minimum: ClassVar[dict[str, float]] = {"lam": 0.0}
 
     def exits(self, layer, signals, state, labels):
         return edr(signals.entropy, signals.dr, self.lam, self.eps) < self.tau
 
     @classmethod
-    def knob_grid(cls, signals, cfg, eps):
-        for lam in cfg.lambdas:
-            for tau in threshold_grid(edr(_inner(signals.entropy, signals), signals.dr, lam, eps), cfg.n_thresholds):
+    def knob_grid(cls, signals, grid, n_thresholds, eps):
+        for lam in grid["lam"]:
+            for tau in threshold_grid(edr(_inner(signals.entropy, signals), signals.dr, lam, eps), n_thresholds):
                 yield {"tau": float(tau), "lam": float(lam)}
 
 
@@ -183,8 +268,8 @@ class Entropy(Strategy):
         return signals.entropy < self.tau
 
     @classmethod
-    def knob_grid(cls, signals, cfg, eps):
-        for tau in threshold_grid(_inner(signals.entropy, signals), cfg.n_thresholds):
+    def knob_grid(cls, signals, grid, n_thresholds, eps):
+        for tau in threshold_grid(_inner(signals.entropy, signals), n_thresholds):
             yield {"tau": float(tau)}
 
 
@@ -201,8 +286,8 @@ class MaxProb(Strategy):
         return signals.maxprob > self.tau
 
     @classmethod
-    def knob_grid(cls, signals, cfg, eps):
-        for tau in threshold_grid(np.exp(_inner(signals.log_probs, signals).max(-1)), cfg.n_thresholds):
+    def knob_grid(cls, signals, grid, n_thresholds, eps):
+        for tau in threshold_grid(np.exp(_inner(signals.log_probs, signals).max(-1)), n_thresholds):
             yield {"tau": float(tau)}
 
 
@@ -236,7 +321,7 @@ class Patience(_Counting):
         return signals.pred == state["prev"]
 
     @classmethod
-    def knob_grid(cls, signals, cfg, eps):
+    def knob_grid(cls, signals, grid, n_thresholds, eps):
         for t in range(1, signals.num_layers):
             yield {"t": t}
 
@@ -250,14 +335,16 @@ class PCEE(_Counting):
     t: int
     name: ClassVar[str] = "pcee"
     secondary_knob: ClassVar[str | None] = "t"
+    grid_defaults: ClassVar[dict[str, tuple]] = {"t": (1, 2, 3)}
+    grid_minimum: ClassVar[dict[str, float]] = {"t": 1}
 
     def extends_streak(self, signals, state):
         return signals.entropy < self.tau
 
     @classmethod
-    def knob_grid(cls, signals, cfg, eps):
-        for t in cfg.pcee_patience:
-            for tau in threshold_grid(_inner(signals.entropy, signals), cfg.n_thresholds):
+    def knob_grid(cls, signals, grid, n_thresholds, eps):
+        for t in grid["t"]:
+            for tau in threshold_grid(_inner(signals.entropy, signals), n_thresholds):
                 yield {"tau": float(tau), "t": t}
 
 
@@ -274,8 +361,8 @@ class Distance(Strategy):
         return signals.dr < self.tau
 
     @classmethod
-    def knob_grid(cls, signals, cfg, eps):
-        for tau in threshold_grid(signals.dr, cfg.n_thresholds):
+    def knob_grid(cls, signals, grid, n_thresholds, eps):
+        for tau in threshold_grid(signals.dr, n_thresholds):
             yield {"tau": float(tau)}
 
 
@@ -291,7 +378,7 @@ class Static(Strategy):
         return np.full(len(signals.pred), layer >= self.k)
 
     @classmethod
-    def knob_grid(cls, signals, cfg, eps):
+    def knob_grid(cls, signals, grid, n_thresholds, eps):
         for k in range(1, signals.num_layers + 1):
             yield {"k": k}
 
@@ -311,7 +398,7 @@ class Oracle(Strategy):
         return signals.pred == labels
 
     @classmethod
-    def knob_grid(cls, signals, cfg, eps):
+    def knob_grid(cls, signals, grid, n_thresholds, eps):
         yield {}
 
 

@@ -33,12 +33,11 @@ from de3pipe.config import Config, FinetuneConfig, OptimConfig
 from de3pipe.method.controls import StudyControls
 from de3pipe.data.prepare import PreparedData
 from de3pipe.errors import De3Error
-from de3pipe.infra.io import atomic_dir, write_json
+from de3pipe.infra.io import atomic_dir
 from de3pipe.method.metrics import task_metrics
 from de3pipe.modeling import MultiExitModel, load_checkpoint
 
 log = logging.getLogger(__name__)
-METRICS_NAME = "train_metrics.json"
 
 
 def seed_everything(seed: int) -> None:
@@ -92,7 +91,7 @@ def stop_unless_finite(per_layer: torch.Tensor, what: str, stage: str, step: int
 _LAYER_OF_PARAMETER = re.compile(r"(?:encoder\.layer|classifiers|poolers|prototype_nets|heads)\.(\d+)\.")
 
 
-def _optimizer_step(loss: torch.Tensor, named: list[tuple[str, nn.Parameter]], optimizer, scheduler,
+def optimizer_step(loss: torch.Tensor, named: list[tuple[str, nn.Parameter]], optimizer, scheduler,
                     max_grad_norm: float, stage: str, step: int, scaler: torch.amp.GradScaler | None = None) -> None:
     """Backward, clip and step. With an fp16 ``scaler`` an overflowing step is skipped (the scaler's
     job); otherwise a non-finite gradient stops the stage, naming where it is."""
@@ -118,7 +117,33 @@ def _optimizer_step(loss: torch.Tensor, named: list[tuple[str, nn.Parameter]], o
     scheduler.step()
 
 
-def _optimizer(params: list[tuple[str, nn.Parameter]], cfg: OptimConfig, total_steps: int):
+class Steps:
+    """The optimiser steps of one training run, shared by every loop: the step itself (backward,
+    clip, step; :func:`optimizer_step`), its row on the loss curve, the progress bar, and whether
+    the step budget is spent."""
+
+    def __init__(self, named, optimizer, scheduler, max_grad_norm: float, stage: str, total: int,
+                 bar=None, curve_name: str | None = None, scaler: torch.amp.GradScaler | None = None):
+        self.named, self.optimizer, self.scheduler, self.scaler = named, optimizer, scheduler, scaler
+        self.max_grad_norm, self.stage, self.total, self.bar, self.curve_name = max_grad_norm, stage, total, bar, curve_name
+        self.step, self.curve = 0, []
+
+    def take(self, loss: torch.Tensor, per_layer: torch.Tensor | None = None, shown: torch.Tensor | None = None) -> bool:
+        """One step on ``loss``; records ``per_layer`` on the curve and shows ``shown`` (default the
+        loss) on the bar. True once the budget of steps is spent."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        optimizer_step(loss, self.named, self.optimizer, self.scheduler, self.max_grad_norm, self.stage, self.step,
+                       self.scaler)
+        self.step += 1
+        if self.curve_name is not None:
+            self.curve.append(_step_record(self.step, lr, loss, per_layer.detach(), self.curve_name))
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix({self.curve_name or "loss": f"{(loss if shown is None else shown).item():.4f}"})
+        return self.step >= self.total
+
+
+def make_optimizer(params: list[tuple[str, nn.Parameter]], cfg: OptimConfig, total_steps: int):
     """AdamW over the trainable parameters (fused where torch has the kernel, as Hugging Face's
     Trainer defaults to), with linear warm-up and decay."""
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
@@ -133,13 +158,13 @@ def _optimizer(params: list[tuple[str, nn.Parameter]], cfg: OptimConfig, total_s
     return optimizer, scheduler
 
 
-def _total_steps(n_rows: int, cfg: OptimConfig) -> tuple[int, int]:
+def total_steps(n_rows: int, cfg: OptimConfig) -> tuple[int, int]:
     per_epoch = math.ceil(n_rows / cfg.batch_size)
     total = math.ceil(cfg.epochs * per_epoch)
     return per_epoch, min(total, cfg.max_steps) if cfg.max_steps else total
 
 
-def _shuffled_batches(n_rows: int, batch_size: int, generator: torch.Generator):
+def shuffled_batches(n_rows: int, batch_size: int, generator: torch.Generator):
     order = torch.randperm(n_rows, generator=generator).numpy()
     for start in range(0, n_rows, batch_size):
         yield order[start : start + batch_size]
@@ -149,7 +174,7 @@ def training_batches(split: EncodedSplit, opt: FinetuneConfig, generator: torch.
     """One epoch of stage-1 batches: grouped by length (the default) or uniformly shuffled."""
     if opt.group_by_length:
         return length_grouped_batches(split.lengths, opt.batch_size, generator)
-    return _shuffled_batches(len(split), opt.batch_size, generator)
+    return shuffled_batches(len(split), opt.batch_size, generator)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -202,16 +227,17 @@ def finetune(data: PreparedData, cfg: Config, out_dir: Path, overwrite: bool = F
     if opt.freeze_word_embeddings:
         freeze_word_embeddings(model)
     named = list(model.named_parameters())
-    per_epoch, total = _total_steps(len(train), opt)
-    optimizer, scheduler = _optimizer(named, opt, total)
+    per_epoch, total = total_steps(len(train), opt)
+    optimizer, scheduler = make_optimizer(named, opt, total)
     dtype = autocast_dtype(opt.precision, model.device)
     scaler = torch.amp.GradScaler(model.device.type) if dtype == torch.float16 else None
     weights = layer_weights(model.num_layers, opt.layer_weighting)
     generator = torch.Generator().manual_seed(cfg.seed)
     labels_all = torch.tensor(train.labels, device=model.device)
-    history, curve, step, start = [], [], 0, time.perf_counter()
-    tokens, validation_seconds = {"real": 0, "padded": 0}, 0.0
+    start = time.perf_counter()
+    history, tokens, validation_seconds = [], {"real": 0, "padded": 0}, 0.0
     bar = tqdm(total=total, desc=f"finetune {task.name}", disable=not progress)
+    steps = Steps(named, optimizer, scheduler, opt.max_grad_norm, "stage 1 (finetune)", total, bar, "loss", scaler)
     for epoch in range(math.ceil(total / per_epoch)):
         model.train()
         for rows in training_batches(train, opt, generator):
@@ -221,20 +247,14 @@ def finetune(data: PreparedData, cfg: Config, out_dir: Path, overwrite: bool = F
             with torch.autocast(model.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits, _ = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
             labels = labels_all[torch.from_numpy(rows).to(model.device)]
-            loss, per_layer = _ic_loss(logits.float(), labels, weights, step)
-            lr = optimizer.param_groups[0]["lr"]
-            _optimizer_step(loss, named, optimizer, scheduler, opt.max_grad_norm, "stage 1 (finetune)", step, scaler)
-            step += 1
-            curve.append(_step_record(step, lr, loss, per_layer.detach(), "loss"))
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-            if step >= total:
+            loss, per_layer = _ic_loss(logits.float(), labels, weights, steps.step)
+            if steps.take(loss, per_layer):
                 break
         validation_start = time.perf_counter()
         preds, _ = forward_split(model, tokenizer, validation, opt.eval_batch_size)
         layer_metrics = _per_layer_metrics(task, validation.labels, preds)
         validation_seconds += time.perf_counter() - validation_start
-        history.append({"epoch": epoch + 1, "step": step, "loss": loss.item(), "validation": layer_metrics})
+        history.append({"epoch": epoch + 1, "step": steps.step, "loss": loss.item(), "validation": layer_metrics})
         log.info("epoch %d: validation %s per layer %s", epoch + 1, task.metrics[0],
                  [round(m[task.metrics[0]], 4) for m in layer_metrics])
     bar.close()
@@ -242,16 +262,17 @@ def finetune(data: PreparedData, cfg: Config, out_dir: Path, overwrite: bool = F
         "stage": "finetune",
         "task": task.name,
         "seed": cfg.seed,
-        "steps": step,
+        "steps": steps.step,
         "train_samples": len(train),
         "seconds": time.perf_counter() - start,
         "validation_seconds": validation_seconds,  # of "seconds": the per-epoch validation passes
         "precision": str(dtype).removeprefix("torch.") if dtype else "float32",
         "padding_fraction": 1 - tokens["real"] / max(tokens["padded"], 1),
         "epochs": history,
-        "curve": curve,
+        "curve": steps.curve,
     }
-    model.config.history.append({"stage": "finetune", "config": cfg.finetune.model_dump(), "seed": cfg.seed, "steps": step})
+    model.config.history.append({"stage": "finetune", "config": cfg.finetune.model_dump(), "seed": cfg.seed,
+                                 "steps": steps.step})
     _save(model, tokenizer, summary, out_dir, overwrite)
     return summary
 
@@ -281,15 +302,16 @@ def train_prototypes(
     trainable = [(n, p) for n, p in model.named_parameters() if n.startswith("prototype_nets.") or not opt.freeze_backbone]
     for _, param in trainable:
         param.requires_grad_(True)
-    per_epoch, total = _total_steps(len(train), opt)
-    optimizer, scheduler = _optimizer(trainable, opt, total)
+    per_epoch, total = total_steps(len(train), opt)
+    optimizer, scheduler = make_optimizer(trainable, opt, total)
     weights = layer_weights(model.num_layers, cfg.finetune.layer_weighting)
     generator = torch.Generator().manual_seed(cfg.seed)
-    history, curve, step = [], [], 0
+    history = []
     bar = tqdm(total=total, desc=f"prototypes {task.name}", disable=not progress)
+    steps = Steps(trainable, optimizer, scheduler, opt.max_grad_norm, "stage 2 (prototypes)", total, bar, "dar")
     for epoch in range(math.ceil(total / per_epoch)):
         model.train(not opt.freeze_backbone)
-        for rows in _shuffled_batches(len(train), opt.batch_size, generator):
+        for rows in shuffled_batches(len(train), opt.batch_size, generator):
             labels = labels_all[torch.from_numpy(rows).to(model.device)]
             ic_loss = torch.zeros((), device=model.device)
             if opt.freeze_backbone:
@@ -297,24 +319,17 @@ def train_prototypes(
             else:
                 batch = collate(tokenizer, [train.features[i] for i in rows], model.device)
                 logits, u = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-                ic_loss = _ic_loss(logits, labels, weights, step)[0]
+                ic_loss = _ic_loss(logits, labels, weights, steps.step)[0]
             z = torch.stack([model.embed_prototype_space(m, u[m]) for m in range(n_proto)])
             model.update_prototypes(z, labels, opt.ema_gamma)
             dar = torch.stack([dar_loss(model.distances(m, z[m]), labels, opt.loss, opt.margin) for m in range(n_proto)])
-            stop_unless_finite(dar, "the DAR loss", "stage 2 (prototypes)", step)
-            loss = ic_loss + dar.mean()
-            lr = optimizer.param_groups[0]["lr"]
-            _optimizer_step(loss, trainable, optimizer, scheduler, opt.max_grad_norm, "stage 2 (prototypes)", step)
-            step += 1
-            curve.append(_step_record(step, lr, loss, dar.detach(), "dar"))
-            bar.update(1)
-            bar.set_postfix(dar=f"{dar.mean().item():.4f}")
-            if step >= total:
+            stop_unless_finite(dar, "the DAR loss", "stage 2 (prototypes)", steps.step)
+            if steps.take(ic_loss + dar.mean(), dar, shown=dar.mean()):
                 break
         if not opt.freeze_backbone:
             _, validation_pooled = forward_split(model, tokenizer, validation, opt.eval_batch_size)
         nearest = _nearest_prototype_metrics(model, validation_pooled, validation.labels, task)
-        history.append({"epoch": epoch + 1, "step": step, "dar": dar.mean().item(), "validation_nearest": nearest})
+        history.append({"epoch": epoch + 1, "step": steps.step, "dar": dar.mean().item(), "validation_nearest": nearest})
     bar.close()
     controls = None
     if opt.controls:
@@ -325,16 +340,16 @@ def train_prototypes(
     for param in model.parameters():
         param.requires_grad_(True)
     model.config.stage = "prototyped"
-    model.config.history.append({"stage": "prototypes", "config": opt.model_dump(), "seed": cfg.seed, "steps": step})
+    model.config.history.append({"stage": "prototypes", "config": opt.model_dump(), "seed": cfg.seed, "steps": steps.step})
     summary = {
         "stage": "prototypes",
         "task": task.name,
         "seed": cfg.seed,
-        "steps": step,
+        "steps": steps.step,
         "train_samples": len(train),
         "seconds": time.perf_counter() - start,
         "epochs": history,
-        "curve": curve,
+        "curve": steps.curve,
     }
     _save(model, tokenizer, summary, out_dir, overwrite, controls)
     return summary
@@ -347,22 +362,20 @@ def _train_controls(model, cached, labels_all, opt, seed, validation_pooled, val
     controls = StudyControls(n_proto, model.config.hidden_size, model.config.prototype_dim, model.config.num_labels)
     controls.to(model.device)
     controls.set_class_means(cached.to(model.device), labels_all)
-    per_epoch, total = _total_steps(len(cached), opt)
+    per_epoch, total = total_steps(len(cached), opt)
     params = list(controls.named_parameters())
-    optimizer, scheduler = _optimizer(params, opt, total)
+    optimizer, scheduler = make_optimizer(params, opt, total)
     generator = torch.Generator().manual_seed(seed)
-    step = 0
+    steps = Steps(params, optimizer, scheduler, opt.max_grad_norm, "stage 2 (control heads)", total)
     controls.train()
     for _ in tqdm(range(math.ceil(total / per_epoch)), desc="control heads", disable=not progress):
-        for rows in _shuffled_batches(len(cached), opt.batch_size, generator):
+        for rows in shuffled_batches(len(cached), opt.batch_size, generator):
             index = torch.from_numpy(rows)
             u = cached[index].transpose(0, 1).to(model.device)  # (M-1, B, H)
             labels = labels_all[index.to(model.device)]
             loss = torch.stack([nn.functional.cross_entropy(controls.heads[m](u[m]), labels) for m in range(n_proto)])
-            stop_unless_finite(loss, "the control head's loss", "stage 2 (control heads)", step)
-            _optimizer_step(loss.mean(), params, optimizer, scheduler, opt.max_grad_norm, "stage 2 (control heads)", step)
-            step += 1
-            if step >= total:
+            stop_unless_finite(loss, "the control head's loss", "stage 2 (control heads)", steps.step)
+            if steps.take(loss.mean()):
                 break
     controls.eval()
     with torch.inference_mode():
@@ -386,8 +399,8 @@ def _nearest_prototype_metrics(model, pooled: torch.Tensor, labels: np.ndarray, 
 
 
 def _save(model: MultiExitModel, tokenizer, summary: dict, out_dir: Path, overwrite: bool, controls=None) -> None:
+    """The checkpoint folder (the training record is the stage's own output, beside it)."""
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, tokenizer)
         if controls is not None:
             controls.save(tmp, {"steps": summary["steps"], "seed": summary["seed"]})
-        write_json(tmp / METRICS_NAME, summary)

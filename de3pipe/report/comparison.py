@@ -21,18 +21,16 @@
 from __future__ import annotations
 
 import math
-import zipfile
+from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from de3pipe.config import ReportConfig
 from de3pipe.errors import De3Error
-from de3pipe.infra.io import read_json
-
-AREA_GRID = 201
+from de3pipe.method.curves import area_grid, interpolate, mean_curve, mean_over_grid
+from de3pipe.method.operating_points import speedup_key
 
 
 # ---- weighted metrics: every bootstrap replicate is a column of example weights ----
@@ -79,27 +77,6 @@ def trivial_metric(metric: str, labels: np.ndarray, weights: np.ndarray) -> np.n
     return counts.max(0) / weights.sum(0)
 
 
-# ---- curves ----
-
-def interpolate(speedups: np.ndarray, metrics: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Linear interpolation of each column's curve (points sorted by speed-up) at ``at``: (A, B).
-    Beyond a curve's ends the end value is used; reachability is judged on the point estimate."""
-    out = np.empty((len(at), speedups.shape[1]))
-    for b in range(speedups.shape[1]):
-        order = np.argsort(speedups[:, b], kind="stable")
-        out[:, b] = np.interp(at, speedups[order, b], metrics[order, b])
-    return out
-
-
-def area_grid(upper: float) -> np.ndarray:
-    return np.linspace(1.0, upper, AREA_GRID)
-
-
-def mean_over_grid(values: np.ndarray) -> np.ndarray:
-    """Trapezoid mean of (G, B) values over an evenly spaced grid: (B,)."""
-    return (values[1:] + values[:-1]).sum(0) / (2 * (len(values) - 1))
-
-
 # ---- p-values and corrections ----
 
 def p_value(estimate: float, replicates: np.ndarray) -> float:
@@ -136,29 +113,27 @@ class RunPoints:
     idx: np.ndarray
     full_prediction: np.ndarray
     num_layers: int
-    table: pd.DataFrame  # strategy, kind, target, lam, row
+    table: pd.DataFrame  # strategy, kind, target, knob_value, row
     exit_layer: np.ndarray  # (Q, N)
     prediction: np.ndarray  # (Q, N)
 
-    @classmethod
-    def load(cls, path: Path, seed: int | None) -> RunPoints:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-            table = pd.DataFrame({k: arrays[k] for k in ("strategy", "kind", "target", "lam")})
-            table["row"] = np.arange(len(table))
-            return cls(seed, arrays["labels"], arrays["idx"], arrays["full_prediction"], int(arrays["num_layers"]),
-                       table, arrays["exit_layer"], arrays["prediction"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise De3Error(f"{path} is missing, corrupt or truncated ({exc}); re-run `de3pipe evaluate`") from None
+    TABLE_COLUMNS = ("strategy", "kind", "target", "knob_value")
 
-    def rows(self, strategy: str, kind: str, target: float | None = None, lam: float | None = None) -> np.ndarray:
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], seed: int | None) -> RunPoints:
+        """From the arrays evaluation stores (``points.npz``)."""
+        table = pd.DataFrame({k: arrays[k] for k in cls.TABLE_COLUMNS})
+        table["row"] = np.arange(len(table))
+        return cls(seed, arrays["labels"], arrays["idx"], arrays["full_prediction"], int(arrays["num_layers"]),
+                   table, arrays["exit_layer"], arrays["prediction"])
+
+    def rows(self, strategy: str, kind: str, target: float | None = None, knob_value: float | None = None) -> np.ndarray:
         t = self.table
         mask = (t["strategy"] == strategy) & (t["kind"] == kind)
         if target is not None:
             mask &= np.isclose(t["target"], target)
-        if lam is not None:
-            mask &= np.isclose(t["lam"], lam)
+        if knob_value is not None:
+            mask &= np.isclose(t["knob_value"], knob_value)
         return t.loc[mask, "row"].to_numpy()
 
     def strategies(self, kind: str) -> list[str]:
@@ -252,7 +227,7 @@ class TaskComparison:
     targets: dict = field(default_factory=dict)  # strategy -> target -> {"metric", "speedup", "off_target", ...}
     calibration_error: dict = field(default_factory=dict)  # strategy -> target -> Estimate (relative)
     mean_calibration_error: dict = field(default_factory=dict)  # strategy -> mean |relative error| over targets
-    per_lambda: dict = field(default_factory=dict)  # lambda -> target -> {"metric", "speedup"}
+    per_lambda: dict = field(default_factory=dict)  # secondary-knob value -> target -> {"metric", "speedup"}
 
     @property
     def learned(self) -> bool:
@@ -287,7 +262,7 @@ def compare_task(task: str, metric: str, runs: list[RunPoints], cfg: ReportConfi
     for name, curve in curves.items():
         values, reps = at_matched[name]
         out.matched[name] = {
-            f"{s:g}": design.combine(values[:, i], reps[:, i]) if curve.reach() >= s - 1e-9 else None
+            speedup_key(s): design.combine(values[:, i], reps[:, i]) if curve.reach() >= s - 1e-9 else None
             for i, s in enumerate(matched)
         }
     upper = min([cfg.max_area_speedup] + [c.reach() for c in curves.values()]) if curves else 1.0
@@ -298,16 +273,18 @@ def compare_task(task: str, metric: str, runs: list[RunPoints], cfg: ReportConfi
             values, reps = curve.at(grid)
             areas[name] = (mean_over_grid(values.T), np.stack([mean_over_grid(r) for r in reps]))
         out.area = {"range": [1.0, upper], "strategies": {n: design.combine(*a) for n, a in areas.items()}}
-    if "de3" in curves:
-        for other in (c for c in cfg.comparisons if c in curves and c != "de3"):
+    reference = cfg.reference
+    if reference in curves:
+        for other in (c for c in cfg.comparisons if c in curves and c != reference):
             entry = {}
             for i, s in enumerate(matched):
-                if out.matched["de3"][f"{s:g}"] is not None and out.matched[other][f"{s:g}"] is not None:
-                    (a, ar), (b, br) = at_matched["de3"], at_matched[other]
-                    entry[f"{s:g}"] = design.combine(a[:, i] - b[:, i], ar[:, i] - br[:, i], paired=True)
-            if other in areas:
-                entry["area"] = design.combine(areas["de3"][0] - areas[other][0], areas["de3"][1] - areas[other][1],
-                                               paired=True)
+                key = speedup_key(s)
+                if out.matched[reference][key] is not None and out.matched[other][key] is not None:
+                    (a, ar), (b, br) = at_matched[reference], at_matched[other]
+                    entry[key] = design.combine(a[:, i] - b[:, i], ar[:, i] - br[:, i], paired=True)
+            if other in areas and reference in areas:
+                entry["area"] = design.combine(areas[reference][0] - areas[other][0],
+                                               areas[reference][1] - areas[other][1], paired=True)
             out.differences[other] = entry
     _target_view(out, runs, design, metric, cfg)
     return out
@@ -333,11 +310,11 @@ def _curves(runs, design, metric, name, full_values, full_reps) -> CurveSet:
 def _target_view(out: TaskComparison, runs, design, metric, cfg: ReportConfig) -> None:
     """The secondary view at the nominal targets, the calibration error and lambda sensitivity."""
 
-    def point(name, kind, target, lam=None):
+    def point(name, kind, target, knob_value=None):
         """Metric and speed-up of one frozen point: ((values, replicates), (values, replicates))."""
 
         def both(r, w):
-            row = r.rows(name, kind, target, lam)
+            row = r.rows(name, kind, target, knob_value)
             return np.stack([weighted_metric(metric, r.labels, r.prediction[row], w)[0],
                              weighted_speedup(r.exit_layer[row], r.num_layers, w)[0]])
 
@@ -349,7 +326,7 @@ def _target_view(out: TaskComparison, runs, design, metric, cfg: ReportConfig) -
         rows = table[(table["strategy"] == name) & (table["kind"] == "target")]
         for target in rows["target"]:
             (mv, mr), (sv, sr) = point(name, "target", None if np.isnan(target) else target)
-            key = "any" if np.isnan(target) else f"{target:g}"
+            key = "any" if np.isnan(target) else speedup_key(target)
             entry = {"metric": design.combine(mv, mr), "speedup": design.combine(sv, sr)}
             if key != "any":
                 error = design.combine(sv / target - 1, sr / target - 1)
@@ -359,13 +336,13 @@ def _target_view(out: TaskComparison, runs, design, metric, cfg: ReportConfig) -
     out.mean_calibration_error = {  # over the named targets, of the values on the data
         name: float(np.mean([abs(e.value) for e in errors.values()])) for name, errors in out.calibration_error.items()
     }
-    lam_rows = table[table["kind"] == "lambda"]
-    for (name, lam, target), _ in lam_rows.groupby(["strategy", "lam", "target"], sort=True):
-        if name != "de3":
+    sensitivity_rows = table[table["kind"] == "sensitivity"]
+    for (name, value, target), _ in sensitivity_rows.groupby(["strategy", "knob_value", "target"], sort=True):
+        if name != cfg.reference:
             continue
-        (mv, mr), (sv, sr) = point(name, "lambda", target, lam)
-        out.per_lambda.setdefault(f"{lam:g}", {})[f"{target:g}"] = {"metric": design.combine(mv, mr),
-                                                                    "speedup": design.combine(sv, sr)}
+        (mv, mr), (sv, sr) = point(name, "sensitivity", target, value)
+        out.per_lambda.setdefault(f"{value:g}", {})[speedup_key(target)] = {"metric": design.combine(mv, mr),
+                                                                             "speedup": design.combine(sv, sr)}
 
 
 def correct_differences(comparisons: list[TaskComparison], cfg: ReportConfig) -> int:
@@ -393,7 +370,8 @@ def mean_ci(values: list[float]) -> tuple[float, float | None]:
 
 
 def study_sections(task_runs: list[dict], metric: str) -> dict:
-    """Overhead and the per-layer head comparison, where the runs have them (over seeds)."""
+    """Overhead and the per-layer head comparison, where the runs have them (over seeds). Each run
+    carries its training records (``_training``: the two stages' train metrics, or None)."""
     out: dict = {}
     if all("overhead" in r for r in task_runs):
         overheads = [r["overhead"] for r in task_runs]
@@ -408,7 +386,7 @@ def study_sections(task_runs: list[dict], metric: str) -> dict:
             **{f"percent_of_layer.{k}": mean_ci([o["percent_of_layer"][k] for o in overheads])
                for k in ("classifier", "entropy_signal", "de3_signal", "de3_extra")},
         }
-    heads = [_validation_heads(r["_dir"], metric) if r.get("_dir") else None for r in task_runs]
+    heads = [_validation_heads(r.get("_training"), metric) for r in task_runs]
     if all(h is not None for h in heads):
         out["validation_heads"] = {
             kind: [mean_ci([h[kind][m] for h in heads]) for m in range(len(heads[0][kind]))] for kind in heads[0]
@@ -416,13 +394,12 @@ def study_sections(task_runs: list[dict], metric: str) -> dict:
     return out
 
 
-def _validation_heads(run_dir: Path, metric: str) -> dict | None:
+def _validation_heads(training: dict | None, metric: str) -> dict | None:
     """Per-layer validation metric of the internal classifier, the control head and the nearest
-    prototype, from the two training stages' train_metrics.json (None where not recorded)."""
-    files = [run_dir / "finetuned" / "train_metrics.json", run_dir / "prototyped" / "train_metrics.json"]
-    if not all(f.is_file() for f in files):
+    prototype, from the two training stages' records (None where not recorded)."""
+    if not training:
         return None
-    stage1, stage2 = (read_json(f, what="training metrics")["epochs"][-1] for f in files)
+    stage1, stage2 = training["finetune"]["epochs"][-1], training["prototypes"]["epochs"][-1]
     if "validation_control" not in stage2:
         return None
     n_exits = len(stage2["validation_control"])
@@ -431,3 +408,75 @@ def _validation_heads(run_dir: Path, metric: str) -> dict | None:
         "control head": [m[metric] for m in stage2["validation_control"]],
         "nearest prototype": [m[metric] for m in stage2["validation_nearest"]],
     }
+
+
+def plot_lines(task_runs: list[dict], names: list[str], metric: str) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    """Per strategy, the line a task's plot draws (×100) and how many seeds it stands for: each
+    seed's calibrated test curve (``_curves``: test_curves.csv) from the full model at 1x, and with
+    several seeds their mean on a common grid (``mean_curve``)."""
+    lines = {}
+    for name in names:
+        curves = []
+        for run in task_runs:
+            table = run["_curves"]
+            if table is None or "strategy" not in table:
+                continue
+            curve = table[table["strategy"] == name].sort_values("speedup", kind="stable")
+            if len(curve):
+                curves.append((np.concatenate([[1.0], curve["speedup"]]),
+                               np.concatenate([[run["full_model"][metric] * 100], curve["metric"] * 100])))
+        if curves:
+            lines[name] = (*mean_curve(curves), len(curves))
+    return lines
+
+
+# ---- the summary of every task ----
+
+def summarise(runs: list[dict], cfg: ReportConfig) -> tuple[dict, list[TaskComparison]]:
+    """Every task's statistics over its seeds, corrected over the table of differences, as plain
+    JSON (``summary.json``), from the collected runs (``collect.py``)."""
+    by_task: dict[str, list[dict]] = defaultdict(list)
+    for run in runs:
+        by_task[run["task"]].append(run)
+    comparisons = []
+    for task, task_runs in sorted(by_task.items()):
+        task_runs.sort(key=lambda r: r.get("seed") or 0)
+        metric = next(iter(task_runs[0]["full_model"]))
+        comparison = compare_task(task, metric, [r["_points"] for r in task_runs], cfg)
+        for name, targets in comparison.targets.items():
+            for target, entry in targets.items():
+                entry["unreachable"] = any(r["strategies"][name][target]["calibration_status"] != "ok" for r in task_runs)
+        comparisons.append(comparison)
+    family = correct_differences(comparisons, cfg)
+    summary: dict = {
+        "seeds": sorted({run.get("seed") for run in runs}),
+        "protocol": {
+            "bootstrap_samples": cfg.bootstrap_samples,
+            "confidence": cfg.confidence,
+            "correction": cfg.correction,
+            "alpha": cfg.alpha,
+            "tests_in_family": family,
+            "matched_speedups": cfg.matched_speedups,
+            "reference": cfg.reference,
+        },
+        "tasks": {},
+    }
+    for comparison in comparisons:
+        task_runs = by_task[comparison.task]
+        entry = _as_dict(comparison)
+        entry |= study_sections(task_runs, comparison.metric)
+        summary["tasks"][comparison.task] = entry
+    return summary, comparisons
+
+
+def _as_dict(value):
+    """The comparison as plain JSON (Estimates as dicts)."""
+    if isinstance(value, Estimate):
+        return value.as_dict()
+    if isinstance(value, TaskComparison):
+        return {k: _as_dict(v) for k, v in value.__dict__.items()}
+    if isinstance(value, dict):
+        return {k: _as_dict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_dict(v) for v in value]
+    return value

@@ -1,5 +1,6 @@
-# Config validation, tracking of the invocation, and the helpers that build every rule's
-# input, output, params and command from the one stage table in de3pipe/infra/workflow.py.
+# Config validation, tracking of the invocation, and what every rule file uses: the results
+# folder, the config files the jobs read, each stage's config values, torch resources. The rule
+# files themselves are generated from the stage table (de3pipe/infra/workflow.py, `de3pipe rules`).
 import os
 import subprocess
 import uuid
@@ -9,10 +10,11 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from de3pipe.infra import tracking
 from de3pipe.config import load_config, merge, read_yaml
 from de3pipe.errors import De3Error
-from de3pipe.infra.workflow import DEFAULT_RESULTS, STAGES, code_files, command, is_directory, plain_path
+from de3pipe.infra import tracking
+from de3pipe.infra.layout import DEFAULT_RESULTS
+from de3pipe.method.strategies import check_config
 
 
 def config_files():
@@ -34,6 +36,7 @@ if merged != config:
 validate(config, schema="../schemas/config.schema.yaml")
 try:
     SETTINGS = load_config(CONFIG_FILES)  # typed validation with clear messages, before any job
+    check_config(SETTINGS)  # strategy names and knob grids, against the registry
 except De3Error as error:
     raise ValueError(str(error)) from None
 
@@ -57,39 +60,10 @@ def _lookup(settings, key):
     return node
 
 
-def stage_params(name):
-    """The config values a stage reads, with its task's recipe applied (per job): a change to them
-    reruns the stage (and what follows)."""
-    keys = [key for key in STAGES[name].params if key != "recipes"]
-    if not STAGES[name].per_task:
-        return {key: _lookup(SETTINGS, key) for key in keys}
-    return lambda wildcards: {key: _lookup(SETTINGS.for_task(wildcards.task), key) for key in keys}
-
-
-def stage_input(name):
-    """The stage's data inputs, and the source files it runs (so editing the report's code reruns
-    only the report, as in DVC)."""
-    inputs = {key: plain_path(path, RESULTS) for key, path in STAGES[name].inputs.items()}
-    return inputs | {"code": list(code_files(name))}
-
-
-def stage_output(name):
-    return {
-        key: directory(plain_path(path, RESULTS)) if is_directory(path) else plain_path(path, RESULTS)
-        for key, path in STAGES[name].outputs.items()
-    }
-
-
-def stage_shell(name):
-    """`de3pipe <stage> ...` with Snakemake placeholders. Torch uses the job's threads, or on
-    SLURM exactly the CPUs the job was given (the profile's cpus_per_task)."""
-    stage = STAGES[name]
-    placeholders = {
-        "input": {key: f"{{input.{key}}}" for key in stage.inputs},
-        "output": {key: f"{{output.{key}}}" for key in stage.outputs},
-    }
-    cmd = command(stage, placeholders, "{wildcards.task}", "{wildcards.seed}", CONFIG_ARGS, RESULTS)
-    return f"OMP_NUM_THREADS=${{{{SLURM_CPUS_PER_TASK:-{{threads}}}}}} {cmd} --overwrite --quiet > {{log}} 2>&1"
+def setting(key):
+    """A config value a rule reads, with the job's task's recipe applied: a change to it reruns the
+    rule (and what follows)."""
+    return lambda wildcards: _lookup(SETTINGS.for_task(wildcards.task) if "task" in wildcards.keys() else SETTINGS, key)
 
 
 # A torch job uses every core it is given; on one machine more of them at once only contend
@@ -104,14 +78,6 @@ def torch_resources(mem_mb, runtime):
     executor is known only once jobs are built (after parsing), hence the function."""
     one_at_a_time = lambda wildcards: int(workflow.local_exec)
     return {"torch_jobs": one_at_a_time, "mem_mb": mem_mb, "runtime": runtime}
-
-
-def log_path(name):
-    return f"{LOGS}/{name}/{{task}}.seed{{seed}}.log"
-
-
-def benchmark_path(name):
-    return f"{LOGS}/benchmarks/{name}/{{task}}.seed{{seed}}.tsv"
 
 
 onstart:

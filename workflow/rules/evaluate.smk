@@ -1,15 +1,56 @@
-# Apply the frozen thresholds to the test split; wall-clock speed-up of batched early exit.
+# Generated from the stage table (de3pipe/infra/workflow.py) by `de3pipe rules`; do not edit by hand.
+# Stage 6: apply the frozen thresholds to the test split; wall-clock speed-up of batched early exit.
 rule evaluate:
     input:
-        **stage_input("evaluate"),
+        signals=f"{RESULTS}/{{task}}/seed{{seed}}/signals",
+        thresholds=f"{RESULTS}/{{task}}/seed{{seed}}/calibration/thresholds.json",
+        data=f"{RESULTS}/{{task}}/seed{{seed}}/prepared",
+        model=f"{RESULTS}/{{task}}/seed{{seed}}/prototyped",
+        code=[
+            "de3pipe/__init__.py",
+            "de3pipe/config.py",
+            "de3pipe/data/__init__.py",
+            "de3pipe/data/glue_dir.py",
+            "de3pipe/data/hub.py",
+            "de3pipe/data/prepare.py",
+            "de3pipe/data/tasks.py",
+            "de3pipe/errors.py",
+            "de3pipe/inference/__init__.py",
+            "de3pipe/inference/engine.py",
+            "de3pipe/inference/overhead.py",
+            "de3pipe/inference/wallclock.py",
+            "de3pipe/infra/__init__.py",
+            "de3pipe/infra/io.py",
+            "de3pipe/infra/layout.py",
+            "de3pipe/method/__init__.py",
+            "de3pipe/method/curves.py",
+            "de3pipe/method/evaluation.py",
+            "de3pipe/method/metrics.py",
+            "de3pipe/method/operating_points.py",
+            "de3pipe/method/signals.py",
+            "de3pipe/method/strategies.py",
+            "de3pipe/modeling/__init__.py",
+            "de3pipe/modeling/backbone.py",
+            "de3pipe/modeling/batching.py",
+            "de3pipe/modeling/families.py",
+            "de3pipe/modeling/multi_exit.py",
+            "de3pipe/stages/evaluate.py",
+        ],
     output:
-        **stage_output("evaluate"),
+        metrics=f"{RESULTS}/{{task}}/seed{{seed}}/evaluation/metrics.json",
+        curves=f"{RESULTS}/{{task}}/seed{{seed}}/evaluation/test_curves.csv",
+        exits=f"{RESULTS}/{{task}}/seed{{seed}}/evaluation/exits.parquet",
+        points=f"{RESULTS}/{{task}}/seed{{seed}}/evaluation/points.npz",
+        submission=directory(f"{RESULTS}/{{task}}/seed{{seed}}/evaluation/submission"),
+        headline=directory(f"{RESULTS}/{{task}}/seed{{seed}}/evaluation/headline"),
     params:
-        settings=stage_params("evaluate"),
+        out=f"{RESULTS}/{{task}}/seed{{seed}}/evaluation",
+        evaluation=setting("evaluation"),
+        calibration=setting("calibration"),
     log:
-        log_path("evaluate"),
+        f"{LOGS}/evaluate/{{task}}.seed{{seed}}.log",
     benchmark:
-        benchmark_path("evaluate")
+        f"{LOGS}/benchmarks/evaluate/{{task}}.seed{{seed}}.tsv"
     conda:
         "../envs/de3pipe.yaml"
     threads: TORCH_THREADS
@@ -19,4 +60,4 @@ rule evaluate:
             runtime=30,
         ),
     shell:
-        stage_shell("evaluate")
+        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe evaluate --signals {input.signals} --thresholds {input.thresholds} --data {input.data} --model {input.model} --seed {wildcards.seed} --out {params.out} {CONFIG_ARGS} --overwrite --quiet > {log} 2>&1"

@@ -1,13 +1,29 @@
-# Read the GLUE task (GLUE folder or hub) and carve the seeded validation split.
+# Generated from the stage table (de3pipe/infra/workflow.py) by `de3pipe rules`; do not edit by hand.
+# Stage 1: read the task (GLUE folder or hub) and carve the seeded validation split.
 rule prepare:
     input:
-        **stage_input("prepare"),
+        code=[
+            "de3pipe/__init__.py",
+            "de3pipe/config.py",
+            "de3pipe/data/__init__.py",
+            "de3pipe/data/glue_dir.py",
+            "de3pipe/data/hub.py",
+            "de3pipe/data/prepare.py",
+            "de3pipe/data/tasks.py",
+            "de3pipe/errors.py",
+            "de3pipe/infra/__init__.py",
+            "de3pipe/infra/io.py",
+            "de3pipe/infra/layout.py",
+            "de3pipe/stages/prepare.py",
+        ],
     output:
-        **stage_output("prepare"),
+        data=directory(f"{RESULTS}/{{task}}/seed{{seed}}/prepared"),
     params:
-        settings=stage_params("prepare"),
+        data=setting("data"),
     log:
-        log_path("prepare"),
+        f"{LOGS}/prepare/{{task}}.seed{{seed}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/prepare/{{task}}.seed{{seed}}.tsv"
     conda:
         "../envs/de3pipe.yaml"
     threads: 1
@@ -15,4 +31,4 @@ rule prepare:
         mem_mb=4000,
         runtime=30,
     shell:
-        stage_shell("prepare")
+        "de3pipe prepare --task {wildcards.task} --seed {wildcards.seed} --out {output.data} {CONFIG_ARGS} --overwrite --quiet > {log} 2>&1"

@@ -1,15 +1,43 @@
-# Stage 2: train the prototypical networks with DAR (backbone and classifiers frozen).
+# Generated from the stage table (de3pipe/infra/workflow.py) by `de3pipe rules`; do not edit by hand.
+# Stage 3: the method's stage 2: train the prototypical networks with DAR (backbone and classifiers frozen).
 rule prototypes:
     input:
-        **stage_input("prototypes"),
+        data=f"{RESULTS}/{{task}}/seed{{seed}}/prepared",
+        model=f"{RESULTS}/{{task}}/seed{{seed}}/finetuned",
+        code=[
+            "de3pipe/__init__.py",
+            "de3pipe/config.py",
+            "de3pipe/data/__init__.py",
+            "de3pipe/data/glue_dir.py",
+            "de3pipe/data/hub.py",
+            "de3pipe/data/prepare.py",
+            "de3pipe/data/tasks.py",
+            "de3pipe/errors.py",
+            "de3pipe/infra/__init__.py",
+            "de3pipe/infra/io.py",
+            "de3pipe/infra/layout.py",
+            "de3pipe/method/__init__.py",
+            "de3pipe/method/controls.py",
+            "de3pipe/method/metrics.py",
+            "de3pipe/method/signals.py",
+            "de3pipe/modeling/__init__.py",
+            "de3pipe/modeling/backbone.py",
+            "de3pipe/modeling/batching.py",
+            "de3pipe/modeling/families.py",
+            "de3pipe/modeling/multi_exit.py",
+            "de3pipe/modeling/training.py",
+            "de3pipe/stages/prototypes.py",
+        ],
     output:
-        **stage_output("prototypes"),
+        model=directory(f"{RESULTS}/{{task}}/seed{{seed}}/prototyped"),
+        train_metrics=f"{RESULTS}/{{task}}/seed{{seed}}/train_metrics/prototypes.json",
     params:
-        settings=stage_params("prototypes"),
+        prototypes=setting("prototypes"),
+        finetune_layer_weighting=setting("finetune.layer_weighting"),
     log:
-        log_path("prototypes"),
+        f"{LOGS}/prototypes/{{task}}.seed{{seed}}.log",
     benchmark:
-        benchmark_path("prototypes")
+        f"{LOGS}/benchmarks/prototypes/{{task}}.seed{{seed}}.tsv"
     conda:
         "../envs/de3pipe.yaml"
     threads: TORCH_THREADS
@@ -19,4 +47,4 @@ rule prototypes:
             runtime=lambda wildcards, attempt: 240 * attempt,
         ),
     shell:
-        stage_shell("prototypes")
+        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe prototypes --data {input.data} --model {input.model} --seed {wildcards.seed} --out {output.model} --train-metrics {output.train_metrics} {CONFIG_ARGS} --overwrite --quiet > {log} 2>&1"

@@ -1,14 +1,43 @@
-# Strategies compared at matched speed-ups on calibrated curves (bootstrap intervals), and the plots.
+# Generated from the stage table (de3pipe/infra/workflow.py) by `de3pipe rules`; do not edit by hand.
+# Stage 7: strategies compared at matched speed-ups on calibrated curves (bootstrap intervals), and the plots.
 rule report:
     input:
-        evaluations=expand(plain_path(STAGES["report"].inputs["evaluations"], RESULTS), task=TASKS, seed=SEEDS),
-        curves=expand(plain_path(STAGES["report"].inputs["curves"], RESULTS), task=TASKS, seed=SEEDS),
-        points=expand(plain_path(STAGES["report"].inputs["points"], RESULTS), task=TASKS, seed=SEEDS),
-        code=code_files("report"),
+        evaluations=expand(f"{RESULTS}/{{task}}/seed{{seed}}/evaluation/metrics.json", task=TASKS, seed=SEEDS),
+        curves=expand(f"{RESULTS}/{{task}}/seed{{seed}}/evaluation/test_curves.csv", task=TASKS, seed=SEEDS),
+        points=expand(f"{RESULTS}/{{task}}/seed{{seed}}/evaluation/points.npz", task=TASKS, seed=SEEDS),
+        finetune_metrics=expand(f"{RESULTS}/{{task}}/seed{{seed}}/train_metrics/finetune.json", task=TASKS, seed=SEEDS),
+        prototypes_metrics=expand(f"{RESULTS}/{{task}}/seed{{seed}}/train_metrics/prototypes.json", task=TASKS, seed=SEEDS),
+        signals=expand(f"{RESULTS}/{{task}}/seed{{seed}}/signals", task=TASKS, seed=SEEDS),
+        code=[
+            "de3pipe/__init__.py",
+            "de3pipe/config.py",
+            "de3pipe/data/__init__.py",
+            "de3pipe/data/tasks.py",
+            "de3pipe/errors.py",
+            "de3pipe/infra/__init__.py",
+            "de3pipe/infra/io.py",
+            "de3pipe/infra/layout.py",
+            "de3pipe/method/__init__.py",
+            "de3pipe/method/curves.py",
+            "de3pipe/method/operating_points.py",
+            "de3pipe/method/signals.py",
+            "de3pipe/method/strategies.py",
+            "de3pipe/report/__init__.py",
+            "de3pipe/report/collect.py",
+            "de3pipe/report/comparison.py",
+            "de3pipe/report/findings.py",
+            "de3pipe/report/page.py",
+            "de3pipe/report/plots.py",
+            "de3pipe/report/tables.py",
+            "de3pipe/stages/report.py",
+        ],
     output:
-        **stage_output("report"),
+        page=f"{RESULTS}/report/report.md",
+        summary=f"{RESULTS}/report/summary.json",
+        plots=directory(f"{RESULTS}/report/plots"),
     params:
-        settings=stage_params("report"),
+        out=f"{RESULTS}/report",
+        report=setting("report"),
     log:
         f"{LOGS}/report.log",
     conda:
@@ -18,4 +47,4 @@ rule report:
         mem_mb=2000,
         runtime=10,
     shell:
-        f"de3pipe report --out {RESULTS}/report {{input.evaluations}} {CONFIG_ARGS} --overwrite > {{log}} 2>&1"
+        "de3pipe report --out {params.out} {input.evaluations} {CONFIG_ARGS} --overwrite > {log} 2>&1"

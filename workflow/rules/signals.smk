@@ -1,15 +1,44 @@
-# One forward pass per split storing every layer's exit signals.
+# Generated from the stage table (de3pipe/infra/workflow.py) by `de3pipe rules`; do not edit by hand.
+# Stage 4: one forward pass per split storing every layer's exit signals.
 rule signals:
     input:
-        **stage_input("signals"),
+        data=f"{RESULTS}/{{task}}/seed{{seed}}/prepared",
+        model=f"{RESULTS}/{{task}}/seed{{seed}}/prototyped",
+        code=[
+            "de3pipe/__init__.py",
+            "de3pipe/config.py",
+            "de3pipe/data/__init__.py",
+            "de3pipe/data/glue_dir.py",
+            "de3pipe/data/hub.py",
+            "de3pipe/data/prepare.py",
+            "de3pipe/data/tasks.py",
+            "de3pipe/errors.py",
+            "de3pipe/inference/__init__.py",
+            "de3pipe/inference/engine.py",
+            "de3pipe/infra/__init__.py",
+            "de3pipe/infra/io.py",
+            "de3pipe/infra/layout.py",
+            "de3pipe/method/__init__.py",
+            "de3pipe/method/controls.py",
+            "de3pipe/method/metrics.py",
+            "de3pipe/method/projection.py",
+            "de3pipe/method/signals.py",
+            "de3pipe/method/strategies.py",
+            "de3pipe/modeling/__init__.py",
+            "de3pipe/modeling/backbone.py",
+            "de3pipe/modeling/batching.py",
+            "de3pipe/modeling/families.py",
+            "de3pipe/modeling/multi_exit.py",
+            "de3pipe/stages/signals.py",
+        ],
     output:
-        **stage_output("signals"),
+        signals=directory(f"{RESULTS}/{{task}}/seed{{seed}}/signals"),
     params:
-        settings=stage_params("signals"),
+        signals=setting("signals"),
     log:
-        log_path("signals"),
+        f"{LOGS}/signals/{{task}}.seed{{seed}}.log",
     benchmark:
-        benchmark_path("signals")
+        f"{LOGS}/benchmarks/signals/{{task}}.seed{{seed}}.tsv"
     conda:
         "../envs/de3pipe.yaml"
     threads: TORCH_THREADS
@@ -19,4 +48,4 @@ rule signals:
             runtime=lambda wildcards, attempt: 240 * attempt,
         ),
     shell:
-        stage_shell("signals")
+        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe signals --data {input.data} --model {input.model} --seed {wildcards.seed} --out {output.signals} {CONFIG_ARGS} --overwrite --quiet > {log} 2>&1"

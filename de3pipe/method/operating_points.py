@@ -1,0 +1,139 @@
+"""Frozen operating points: the one format of ``thresholds.json``.
+
+Calibration writes the file; evaluation, ``predict``, the wall-clock timings and the served
+model read it, all through this module. A point is a registered strategy with its knobs,
+frozen on validation for a :class:`Target`; ``eps`` (the guard of de3's divisions) travels
+with the points and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from de3pipe.errors import De3Error
+from de3pipe.infra.io import read_json, write_json
+from de3pipe.method.strategies import Strategy, lookup, make_strategy
+
+ANY = "any"  # the key of an analysis-only point, which has no target
+
+
+@dataclass(frozen=True, order=True)
+class Target:
+    """A target layer speed-up, or none (``any``: an analysis-only point). Its text form ("2",
+    "1.5", "any") is the key in every file; :meth:`parse` is the one way back."""
+
+    speedup: float | None
+
+    @classmethod
+    def parse(cls, value: str | float | Target) -> Target:
+        if isinstance(value, Target):
+            return value
+        if value == ANY:
+            return cls(None)
+        try:
+            speedup = float(value)
+        except (TypeError, ValueError):
+            raise De3Error(f"target {value!r} is not a speed-up (such as 2 or 1.5) or 'any'") from None
+        if not math.isfinite(speedup) or speedup <= 0:
+            raise De3Error(f"target {value!r} is not a positive speed-up")
+        return cls(speedup)
+
+    @property
+    def key(self) -> str:
+        return ANY if self.speedup is None else f"{self.speedup:g}"
+
+    @property
+    def value(self) -> float:
+        """The speed-up as a number; NaN for ``any``."""
+        return math.nan if self.speedup is None else self.speedup
+
+    def __str__(self) -> str:
+        return self.key
+
+
+def speedup_key(speedup: float) -> str:
+    """The text form of a speed-up (a target's, or a matched speed-up's) in every file."""
+    return Target(float(speedup)).key
+
+
+@dataclass(frozen=True)
+class FrozenPoint:
+    name: str  # registered strategy name
+    target: Target
+    strategy: Strategy
+    entry: dict  # the calibration entry (knobs, validation speed-up and metric, status)
+
+
+def write_thresholds(path: Path, thresholds: dict) -> None:
+    write_json(path, thresholds)
+
+
+def read_thresholds(path: Path) -> dict:
+    return read_json(path, what="thresholds file")
+
+
+def frozen_eps(thresholds: dict) -> float:
+    """The eps the thresholds were calibrated with: it travels in thresholds.json and nowhere else."""
+    eps = thresholds.get("eps")
+    if not isinstance(eps, int | float) or not eps > 0:
+        raise De3Error("the thresholds file records no valid eps; re-run `de3pipe calibrate`")
+    return float(eps)
+
+
+def frozen(strategies: dict, eps: float) -> list[FrozenPoint]:
+    """``{name: {target key: calibration entry}}`` as points."""
+    try:
+        return [
+            FrozenPoint(name, Target.parse(target), make_strategy(name, eps, **entry["knobs"]), entry)
+            for name, targets in strategies.items()
+            for target, entry in targets.items()
+        ]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise De3Error(f"the thresholds file is malformed ({type(exc).__name__}: {exc}); re-run `de3pipe calibrate`") from None
+
+
+def operating_points(thresholds: dict) -> list[FrozenPoint]:
+    """Every point frozen for a named target (and the analysis-only points)."""
+    if not isinstance(thresholds.get("strategies"), dict):
+        raise De3Error("the thresholds file has no 'strategies'; re-run `de3pipe calibrate`")
+    return frozen(thresholds["strategies"], frozen_eps(thresholds))
+
+
+def curve_points(thresholds: dict) -> list[FrozenPoint]:
+    """Each strategy's points over the dense target grid: its calibrated curve."""
+    curves = thresholds.get("curves")
+    if not isinstance(curves, dict):
+        raise De3Error("the thresholds file has no calibrated curves (an older format); re-run `de3pipe calibrate`")
+    try:
+        by_target = {name: {speedup_key(p["target"]): p for p in points} for name, points in curves.items()}
+    except (KeyError, TypeError) as exc:
+        raise De3Error(f"the thresholds file's curves are malformed ({exc}); re-run `de3pipe calibrate`") from None
+    return frozen(by_target, frozen_eps(thresholds))
+
+
+def sensitivity_points(thresholds: dict) -> list[tuple[float, FrozenPoint]]:
+    """The secondary-knob sensitivity points: (the knob's value, the point frozen with it fixed)."""
+    eps = frozen_eps(thresholds)
+    return [
+        (float(value), point)
+        for name, values in thresholds.get("per_lambda", {}).items()
+        for value, targets in values.items()
+        for point in frozen({name: targets}, eps)
+    ]
+
+
+def servable_point(thresholds: dict, source: Path, name: str, target: str | float | Target) -> FrozenPoint:
+    """The point ``name``@``target`` for classifying new texts, or one line saying what is available."""
+    wanted = Target.parse(target)
+    points = {(p.name, p.target): p for p in operating_points(thresholds)}
+    if (name, wanted) not in points:
+        available = ", ".join(f"{n}@{t}" for n, t in points if lookup(n).servable)
+        raise De3Error(f"no calibrated point {name}@{wanted}x in {source}; available: {available}")
+    entry = lookup(name)
+    if entry.is_variant:
+        raise De3Error(f"{name} is a study analysis replayed on stored signals; classify with de3 or entropy")
+    if entry.analysis_only:
+        raise De3Error(f"the {name} strategy needs gold labels and cannot classify new texts")
+    return points[(name, wanted)]

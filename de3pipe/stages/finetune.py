@@ -1,0 +1,25 @@
+"""Stage 2 of the pipeline (the method's stage 1): fine-tune the backbone and an internal
+classifier on every layer; write the checkpoint and the training record beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from de3pipe.config import Config
+from de3pipe.data.prepare import PreparedData
+from de3pipe.infra import tracking
+from de3pipe.infra.io import refuse_existing, write_json
+from de3pipe.modeling.training import finetune
+
+
+def run(data: Path, out: Path, train_metrics: Path, cfg: Config, overwrite: bool = False, progress: bool = True) -> dict:
+    """Write the ``finetuned`` checkpoint ``out`` and its training record ``train_metrics``."""
+    prepared = PreparedData.open(data)
+    cfg = cfg.for_task(prepared.task.name)
+    refuse_existing([out, train_metrics], overwrite)
+    with tracking.stage_run(cfg, "finetune", prepared.task.name, ("model", "finetune")) as logger:
+        tracking.log_prepared_splits(logger, prepared, ["train", "validation"])
+        summary = finetune(prepared, cfg, out, overwrite, progress=progress)
+        write_json(train_metrics, summary)
+        tracking.log_training(logger, summary, "validation", train_metrics)
+    return summary
