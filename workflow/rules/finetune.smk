@@ -29,7 +29,7 @@ rule finetune:
         ],
     output:
         model=directory(f"{RESULTS}/{{task}}/seed{{seed}}/finetuned"),
-        train_metrics=f"{RESULTS}/{{task}}/seed{{seed}}/train_metrics/finetune.json",
+        train_metrics=f"{RESULTS}/{{task}}/seed{{seed}}/train_metrics/finetuned.json",
     params:
         model=setting("model"),
         finetune=setting("finetune"),

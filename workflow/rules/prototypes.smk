@@ -30,7 +30,7 @@ rule prototypes:
         ],
     output:
         model=directory(f"{RESULTS}/{{task}}/seed{{seed}}/prototyped"),
-        train_metrics=f"{RESULTS}/{{task}}/seed{{seed}}/train_metrics/prototypes.json",
+        train_metrics=f"{RESULTS}/{{task}}/seed{{seed}}/train_metrics/prototyped.json",
     params:
         prototypes=setting("prototypes"),
         finetune_layer_weighting=setting("finetune.layer_weighting"),

@@ -5,8 +5,8 @@ rule report:
         evaluations=expand(f"{RESULTS}/{{task}}/seed{{seed}}/evaluation/metrics.json", task=TASKS, seed=SEEDS),
         curves=expand(f"{RESULTS}/{{task}}/seed{{seed}}/evaluation/test_curves.csv", task=TASKS, seed=SEEDS),
         points=expand(f"{RESULTS}/{{task}}/seed{{seed}}/evaluation/points.npz", task=TASKS, seed=SEEDS),
-        finetune_metrics=expand(f"{RESULTS}/{{task}}/seed{{seed}}/train_metrics/finetune.json", task=TASKS, seed=SEEDS),
-        prototypes_metrics=expand(f"{RESULTS}/{{task}}/seed{{seed}}/train_metrics/prototypes.json", task=TASKS, seed=SEEDS),
+        finetune_metrics=expand(f"{RESULTS}/{{task}}/seed{{seed}}/train_metrics/finetuned.json", task=TASKS, seed=SEEDS),
+        prototypes_metrics=expand(f"{RESULTS}/{{task}}/seed{{seed}}/train_metrics/prototyped.json", task=TASKS, seed=SEEDS),
         signals=expand(f"{RESULTS}/{{task}}/seed{{seed}}/signals", task=TASKS, seed=SEEDS),
         code=[
             "de3pipe/__init__.py",
