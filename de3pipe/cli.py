@@ -275,8 +275,9 @@ ConfigFileOpt = Annotated[Path, typer.Option(help="the pipeline config whose tas
 def dvc_yaml(config: ConfigFileOpt = Path("config/config.yaml")) -> None:
     """Print dvc.yaml, generated from the workflow's stage table (de3pipe/infra/workflow.py)."""
     from de3pipe.infra.workflow import dvc_yaml as generate
+    from de3pipe.infra.workflow import read_tasks_and_seeds
 
-    typer.echo(generate(config), nl=False)
+    typer.echo(generate(*read_tasks_and_seeds(config), str(config)), nl=False)
 
 
 @app.command("rules")

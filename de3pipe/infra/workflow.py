@@ -197,7 +197,8 @@ def is_directory(path: str) -> bool:
 
 # ---- dvc.yaml ----
 
-def _read_tasks_and_seeds(config: str | Path) -> tuple[list[str], list[int]]:
+def read_tasks_and_seeds(config: str | Path) -> tuple[list[str], list[int]]:
+    """The tasks and seeds a config file runs (the report's inputs are one per task and seed)."""
     tree = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
     return tree.get("tasks", []), tree.get("seeds", [])
 
@@ -216,11 +217,9 @@ def _dvc_command(stage: Stage, inputs: dict[str, list[str]], outputs: dict[str, 
     return f"de3pipe {stage.name} {args} --config {config} --overwrite{quiet}"
 
 
-def dvc_yaml(config: str | Path = CONFIG_FILE) -> str:
-    """``dvc.yaml``: per-task stages as a matrix over ``tasks`` x ``seeds`` (read from the config
-    through ``vars``), and the report over every evaluation of the config's tasks and seeds."""
-    config = str(config)
-    tasks, seeds = _read_tasks_and_seeds(config)
+def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> str:
+    """``dvc.yaml``: per-task stages as a matrix over ``tasks`` x ``seeds`` (DVC reads them from the
+    config through ``vars``), and the report over every evaluation of those tasks and seeds."""
     stages: dict[str, dict] = {}
     for stage in STAGES.values():
         if stage.per_task:

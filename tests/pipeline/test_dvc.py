@@ -72,19 +72,48 @@ def _touch_code(project, module: str) -> None:
 
 @pytest.mark.slow
 def test_each_stage_depends_on_its_own_code(tiny_run, tmp_path):
-    """Editing the report's code makes only the report stale, for DVC and Snakemake alike; editing
-    the training code makes training stale, and Snakemake reruns it and everything after it."""
+    """Editing the report's rendering makes only the report stale, for DVC and Snakemake alike;
+    editing the strategy registry leaves the data and both training stages current; editing the
+    training code makes training stale, and Snakemake reruns it and everything after it."""
     report_edit = _copy(tiny_run, tmp_path / "report-edit")
-    _touch_code(report_edit, "report.py")
+    _touch_code(report_edit, "report/tables.py")
     assert _stages_in(run(["dvc", "status"], report_edit).stdout) == {"report"}
     assert _snakemake_jobs(report_edit) == {"report", "all"}
 
+    registry_edit = _copy(tiny_run, tmp_path / "registry-edit")
+    _touch_code(registry_edit, "method/strategies.py")
+    changed = _stages_in(run(["dvc", "status"], registry_edit).stdout)
+    assert "calibrate" in changed and not changed & {"prepare", "finetune", "prototypes"}, changed
+    jobs = _snakemake_jobs(registry_edit)
+    assert "calibrate" in jobs and not jobs & {"prepare", "finetune", "prototypes"}, jobs
+
+    cli_edit = _copy(tiny_run, tmp_path / "cli-edit")
+    _touch_code(cli_edit, "cli.py")
+    assert "up to date" in run(["dvc", "status"], cli_edit).stdout
+    assert _snakemake_jobs(cli_edit) == set()
+
     training_edit = _copy(tiny_run, tmp_path / "training-edit")
-    _touch_code(training_edit, "training.py")
+    _touch_code(training_edit, "modeling/training.py")
     changed = _stages_in(run(["dvc", "status"], training_edit).stdout)
     assert {"finetune", "prototypes"} <= changed and not changed & {"prepare", "calibrate", "evaluate", "report"}
     assert _snakemake_jobs(training_edit) == {"finetune", "prototypes", "signals", "calibrate", "evaluate", "report",
                                               "all"}
+
+
+@pytest.mark.slow
+def test_every_file_the_report_reads_is_its_input(tiny_run, tmp_path):
+    """A run's training record changes (the report's head tables read it): both runners mark the
+    report as out of date (DVC also names the record as finetune's modified output)."""
+    project = _copy(tiny_run, tmp_path / "project")
+    record = project / "data" / "sst2" / "seed1" / "train_metrics" / "finetuned.json"
+    data = json.loads(record.read_text())
+    data["epochs"][-1]["loss"] += 1.0
+    record.write_text(json.dumps(data, indent=2) + "\n")
+    status = run(["dvc", "status"], project).stdout
+    assert _stages_in(status) == {"finetune", "report"}, status
+    report_entry = status[status.index("report"):]
+    assert "changed deps" in report_entry and "train_metrics/finetuned.json" in report_entry, status
+    assert _snakemake_jobs(project) == {"report", "all"}
 
 
 @pytest.mark.slow

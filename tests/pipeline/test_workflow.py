@@ -6,8 +6,7 @@ import sqlite3
 
 import yaml
 
-from de3pipe.config import pipeline_schema
-from de3pipe.infra.workflow import STAGES, dvc_yaml
+from de3pipe.infra.workflow import STAGES, code_files, dvc_yaml, pipeline_schema, rule_files
 from tests.pipeline.conftest import ROOT, needs_glue, run
 
 
@@ -54,10 +53,42 @@ def test_config_readme_documents_every_key():
             assert f"`{section}`" in text
 
 
-def test_every_stage_has_its_rule_file():
+def test_rule_files_are_generated_from_the_stage_table():
+    """Each rule file is the stage table's, and shows literally what the rule reads and writes,
+    the command it runs, its params, threads and resources."""
+    generated = rule_files()
+    assert sorted(generated) == sorted(f"{name}.smk" for name in STAGES)
+    for name, text in generated.items():
+        committed = (ROOT / "workflow" / "rules" / name).read_text()
+        assert committed == text, f"workflow/rules/{name} drifted: run `de3pipe rules`"
+    calibrate = generated["calibrate.smk"]
+    assert 'signals=f"{RESULTS}/{{task}}/seed{{seed}}/signals",' in calibrate
+    assert 'thresholds=f"{RESULTS}/{{task}}/seed{{seed}}/calibration/thresholds.json",' in calibrate
+    assert "de3pipe calibrate --signals {input.signals} --seed {wildcards.seed} --out {params.out}" in calibrate
+    assert 'calibration=setting("calibration"),' in calibrate and "threads: 1" in calibrate and "mem_mb=4000" in calibrate
+    for code in code_files("calibrate"):
+        assert f'"{code}",' in calibrate
+    assert "stage_input" not in calibrate and "**" not in calibrate
+
+
+def test_code_dependencies_are_the_stage_modules_import_closure():
+    """No stage depends on the CLI or on the MLflow-only modules; the stages that never replay a
+    strategy do not depend on the registry, and only the report depends on its rendering."""
     for name in STAGES:
-        text = (ROOT / "workflow" / "rules" / f"{name}.smk").read_text()
-        assert f"rule {name}:" in text and "log:" in text and "threads:" in text and "resources:" in text
+        files = code_files(name)
+        assert f"de3pipe/stages/{name}.py" in files
+        assert not {"de3pipe/cli.py", "de3pipe/infra/tracking.py", "de3pipe/infra/workflow.py"} & set(files), name
+    for name in ("prepare", "finetune", "prototypes"):
+        assert "de3pipe/method/strategies.py" not in code_files(name), name
+    assert "de3pipe/modeling/training.py" not in code_files("prepare")
+    for name in STAGES:
+        assert ("de3pipe/report/tables.py" in code_files(name)) == (name == "report"), name
+
+
+def test_no_import_cycle_between_config_and_the_registry():
+    from de3pipe.infra.workflow import PACKAGE, imported_modules
+
+    assert not any(m.startswith("de3pipe.method") for m in imported_modules(PACKAGE / "config.py"))
 
 
 def test_lint_is_clean(project):

@@ -18,7 +18,7 @@ from de3pipe.report.comparison import (
 )
 from de3pipe.config import CalibrationConfig, ReportConfig
 from de3pipe.method.evaluation import evaluate
-from tests.test_calibration import random_signals
+from tests.method.test_calibration import random_signals
 
 synthetic_signals = random_signals  # noqa: F401 - the strategy-registration test builds on it
 

@@ -139,7 +139,7 @@ from de3pipe.method.calibration import calibrate
 from de3pipe.method.strategies import check_config, compared_names
 from de3pipe.stages import evaluate as evaluate_stage, report as report_stage
 from tests.helpers import prototyped_tiny_model
-from tests.test_calibration import random_signals
+from tests.method.test_calibration import random_signals
 
 out = Path(sys.argv[2])
 cfg = load_config(None, ["calibration.strategies=[entropy, confident_after]", "calibration.targets=[1.5]",
@@ -169,7 +169,7 @@ print(json.dumps({
 }))
 """
     )
-    root = Path(__file__).parents[1]
+    root = Path(__file__).parents[2]
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, str(script), str(tiny_model_dir), str(tmp_path)], capture_output=True,
                           text=True, cwd=root, env=env)
