@@ -24,18 +24,22 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def finished_runs(results: Path, seeds: list[int] | None) -> list[Path]:
-    runs = sorted(p.parents[1] for p in results.glob("*/seed*/calibration/thresholds.json")
-                  if (p.parents[1] / "prototyped").is_dir())
+    from de3pipe.infra.layout import RunLayout
+
+    runs = sorted(folder for folder in results.glob("*/seed*")
+                  if RunLayout(folder).calibration.thresholds.is_file() and RunLayout(folder).prototyped.is_dir())
     return [r for r in runs if seeds is None or int(r.name.removeprefix("seed")) in seeds]
 
 
 def measure(run: Path, batch_sizes: str, strategies: str, repeats: int, max_samples: int | None) -> list[dict]:
+    from de3pipe.infra.layout import RunLayout
+
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "speed.json"
         command = [
             sys.executable, "-m", "de3pipe", "speed",
-            "--model", str(run / "prototyped"), "--data", str(run / "prepared"),
-            "--thresholds", str(run / "calibration" / "thresholds.json"),
+            "--model", str(RunLayout(run).prototyped), "--data", str(RunLayout(run).prepared.folder),
+            "--thresholds", str(RunLayout(run).calibration.thresholds),
             "--batch-sizes", batch_sizes, "--strategies", strategies, "--repeats", str(repeats),
             "--out", str(out),
         ] + (["--max-samples", str(max_samples)] if max_samples else [])

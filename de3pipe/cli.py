@@ -3,21 +3,18 @@ pipeline stage (``de3pipe/stages/``) plus predict, speed and the generated workf
 
 from __future__ import annotations
 
-import errno
 import functools
-import inspect
 import json
 import logging
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from de3pipe.config import Config, load_config
-from de3pipe.errors import De3Error
+from de3pipe.cli_support import StageOptions, user_errors
+from de3pipe.cli_support import stage_command as _stage_command
 
 app = typer.Typer(
     name="de3pipe",
@@ -27,83 +24,13 @@ app = typer.Typer(
     add_completion=False,
 )
 log = logging.getLogger("de3pipe")
+stage_command = functools.partial(_stage_command, app)
 
 DataOpt = Annotated[Path, typer.Option(help="prepared-data folder (written by `de3pipe prepare`)")]
 ThresholdsOpt = Annotated[Path, typer.Option(help="thresholds.json from `de3pipe calibrate`")]
 TrainMetricsOpt = Annotated[
     Path | None, typer.Option(help="the training record to write (default: train_metrics/<name of --out>.json beside --out)")
 ]
-
-
-@dataclass(frozen=True)
-class StageOptions:
-    """What every stage command takes besides its own paths."""
-
-    config: Config
-    overwrite: bool
-    progress: bool
-    config_given: bool
-
-
-_COMMON = [
-    inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-        list[Path] | None, typer.Option("--config", "-c", help="YAML config (config/config.yaml layout); repeat to layer")]),
-    inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-        list[str] | None, typer.Option("--set", "-s", help="override a config key: section.key=value (repeatable)")]),
-    inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-        int | None, typer.Option(help="random seed (overrides the config's seed)")]),
-    inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
-        bool, typer.Option(help="replace an existing output instead of refusing")]),
-    inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
-        bool, typer.Option("--quiet", "-q", help="no progress bars")]),
-]
-
-
-def _user_errors(fn):
-    """Turn a De3Error (or a full disk) into one clear line on stderr and exit status 2 (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except De3Error as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-        except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            where = f" writing {exc.filename}" if exc.filename else ""
-            typer.echo(
-                f"error: no space left on the device{where} ({exc.strerror}); free some space and rerun. "
-                "Outputs are written to a temporary folder first: the previous complete output, if any, is untouched.",
-                err=True,
-            )
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-def stage_command(name: str | None = None, seed: bool = True):
-    """A command that takes the common options (config files, overrides, seed, overwrite, quiet)
-    and receives them as one ``opts: StageOptions``."""
-
-    def decorate(fn):
-        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "opts"]
-        common = [p for p in _COMMON if seed or p.name != "seed"]
-
-        @functools.wraps(fn)
-        def wrapper(**kwargs):
-            files, overrides, chosen_seed = kwargs.pop("config"), kwargs.pop("set_"), kwargs.pop("seed", None)
-            cfg = load_config(files, overrides)
-            if chosen_seed is not None:
-                cfg = cfg.model_copy(update={"seed": chosen_seed})
-            opts = StageOptions(cfg, kwargs.pop("overwrite"), not kwargs.pop("quiet"), bool(files))
-            return fn(**kwargs, opts=opts)
-
-        wrapper.__signature__ = inspect.Signature(own + common)
-        return app.command(name)(_user_errors(wrapper))
-
-    return decorate
 
 
 def _print_json(data) -> None:
@@ -225,7 +152,7 @@ def report(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def predict(
     model: Annotated[Path, typer.Option(help="stage-2 checkpoint folder")],
     thresholds: ThresholdsOpt,
@@ -243,7 +170,7 @@ def predict(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def speed(
     model: Annotated[Path, typer.Option(help="stage-2 checkpoint folder")],
     data: DataOpt,
@@ -271,7 +198,7 @@ ConfigFileOpt = Annotated[Path, typer.Option(help="the pipeline config whose tas
 
 
 @app.command("dvc-yaml")
-@_user_errors
+@user_errors
 def dvc_yaml(config: ConfigFileOpt = Path("config/config.yaml")) -> None:
     """Print dvc.yaml, generated from the workflow's stage table (de3pipe/infra/workflow.py)."""
     from de3pipe.infra.workflow import dvc_yaml as generate
@@ -281,7 +208,7 @@ def dvc_yaml(config: ConfigFileOpt = Path("config/config.yaml")) -> None:
 
 
 @app.command("rules")
-@_user_errors
+@user_errors
 def rules(out: Annotated[Path, typer.Option(help="folder of the rule files")] = Path("workflow/rules")) -> None:
     """Write the Snakemake rule files (one per stage), generated from the stage table."""
     from de3pipe.infra.workflow import write_rules

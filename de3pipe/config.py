@@ -223,6 +223,13 @@ class TrackingConfig(_Section):
     )
 
 
+class ServingConfig(_Section):
+    max_texts: int = Field(2048, gt=0, description="the most texts one request to the served model may hold (else 400)")
+    max_characters: int = Field(
+        2_000_000, gt=0, description="the most characters, all texts together, one request may hold (else 400)"
+    )
+
+
 RECIPE_SECTIONS = ("data", "model", "finetune", "prototypes", "signals")
 
 
@@ -237,6 +244,7 @@ class Config(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     report: ReportConfig = ReportConfig()
     tracking: TrackingConfig = TrackingConfig()
+    serving: ServingConfig = ServingConfig()
     recipes: dict[str, dict[str, dict[str, Any]]] = Field(
         default_factory=dict,
         description="per-task overrides of the training sections, e.g. recipes: {cola: {finetune: {epochs: 5}}}: "

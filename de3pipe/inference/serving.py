@@ -1,10 +1,16 @@
 """The calibrated classifier as an MLflow model: a pyfunc around the batched early-exit engine.
 
 ``log_calibrated_model`` logs a task's stage-2 checkpoint and thresholds into a run, with a
-signature and an input example, and registers it (``de3pipe-<task>``). Served with
-``mlflow models serve -m models:/de3pipe-<task>/<version> --env-manager local``, it answers
-``POST /invocations`` with the label, exit layer and confidence of each text, like
-``de3pipe predict``.
+signature, an input example and the request limits, and registers it (``de3pipe-<task>``).
+Served with ``mlflow models serve -m models:/de3pipe-<task>/<version> --env-manager local``, it
+answers ``POST /invocations`` with ``{"inputs": ["a text", ...]}`` (``[["first", "second"],
+...]`` for sentence pairs) and optional ``params`` (strategy, target) with the label, exit layer
+and confidence of each text, like ``de3pipe predict``.
+
+The input schema comes from the ``predict`` type hint, ``list[str]`` (pairs: ``list[list[str]]``),
+so the signature says strings; the check itself is ``predict.check_texts`` (it names the first
+offending position, which MLflow's own type-hint check does not), and a refused request is a 400
+with that one line.
 """
 
 from __future__ import annotations
@@ -12,13 +18,11 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-
-import pandas as pd
+from typing import Any
 
 from de3pipe.errors import De3Error
 
 MODEL_NAME = "model"  # the model's name inside its run
-OUTPUT_COLUMNS = ("label", "exit_layer", "confidence")
 DEFAULT_POINT = {"strategy": "de3", "target": "2"}
 
 
@@ -26,15 +30,23 @@ def registered_name(task: str) -> str:
     return f"de3pipe-{task}"
 
 
-def _mlflow_python_model():
+def python_model(is_pair: bool):
     import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-    class EarlyExitClassifier(mlflow.pyfunc.PythonModel):
-        """Inputs: a ``text`` column (and ``text_b`` for sentence-pair tasks); params ``strategy``
-        and ``target`` pick the calibrated operating point (default de3 at 2x)."""
+    class TextClassifier(mlflow.pyfunc.PythonModel):
+        """Inputs: a list of texts; params ``strategy`` and ``target`` pick the calibrated
+        operating point (default de3 at 2x)."""
+
+        _skip_type_hint_validation = True  # check_texts checks the hint's types, naming the position
+        is_pair = False
 
         def load_context(self, context):
+            from de3pipe.inference.predict import RequestLimits
+
             self.artifacts = context.artifacts
+            self.limits = RequestLimits(**context.model_config)
             self.predictors = {}
 
         def _predictor(self, strategy: str, target: str):
@@ -47,46 +59,56 @@ def _mlflow_python_model():
                 )
             return self.predictors[key]
 
-        def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-            point = DEFAULT_POINT | {k: str(v) for k, v in (params or {}).items() if v is not None}
-            predictor = self._predictor(point["strategy"], point["target"])
-            if "text" not in model_input.columns:
-                raise De3Error("the input needs a 'text' column (and 'text_b' for sentence-pair tasks)")
-            text_b = model_input["text_b"].astype(str).tolist() if "text_b" in model_input.columns else None
-            rows = predictor.classify(model_input["text"].astype(str).tolist(), text_b)
-            return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
+        def _answer(self, model_input, params) -> list[dict[str, Any]]:
+            from de3pipe.inference.predict import check_texts
 
-    return EarlyExitClassifier()
+            try:
+                text_a, text_b = check_texts(model_input, self.is_pair, self.limits)
+                point = DEFAULT_POINT | {k: str(v) for k, v in (params or {}).items() if v is not None}
+                return self._predictor(point["strategy"], point["target"]).classify(text_a, text_b)
+            except De3Error as error:  # a client's mistake: a 400 with the one line
+                raise MlflowException(str(error), INVALID_PARAMETER_VALUE) from None
+
+        def predict(self, context, model_input: list[str], params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+            return self._answer(model_input, params)
+
+    class PairClassifier(TextClassifier):
+        """Inputs: a list of sentence pairs, each a list of two strings."""
+
+        is_pair = True
+
+        def predict(self, context, model_input: list[list[str]], params: dict[str, Any] | None = None
+                    ) -> list[dict[str, Any]]:
+            return self._answer(model_input, params)
+
+    return PairClassifier() if is_pair else TextClassifier()
 
 
-def example_input(is_pair: bool) -> pd.DataFrame:
+def example_input(is_pair: bool) -> list:
     if is_pair:
-        return pd.DataFrame({"text": ["The cat sat on the mat."], "text_b": ["A cat was sitting on a mat."]})
-    return pd.DataFrame({"text": ["a gripping, beautifully acted film"]})
+        return [["The cat sat on the mat.", "A cat was sitting on a mat."]]
+    return ["a gripping, beautifully acted film"]
 
 
-def log_calibrated_model(run, checkpoint: Path, thresholds: Path, task) -> str | None:
+def log_calibrated_model(run, checkpoint: Path, thresholds: Path, task, limits) -> str | None:
     """Log the calibrated model into ``run`` (a tracking.RunLogger) and register it under the task's
-    name; the model version, or None when tracking is off or the store failed."""
+    name, refusing requests beyond ``limits`` (the config's ``serving`` section); the model version,
+    or None when tracking is off or the store failed."""
     if not run.active:
         return None
     import mlflow
-    from mlflow.models import infer_signature
 
-    example = example_input(task.is_pair)
-    output = pd.DataFrame({"label": [task.label_names[0]], "exit_layer": [1], "confidence": [0.5]})
-    signature = infer_signature(example, output, params=DEFAULT_POINT)
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # the whole de3pipe package travels with the model
 
     def log() -> str:
         with _fluent_tracking(run.budget.uri), mlflow.start_run(run_id=run.run_id):
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME,
-                python_model=_mlflow_python_model(),
+                python_model=python_model(task.is_pair),
                 artifacts={"checkpoint": str(checkpoint), "thresholds": str(thresholds)},
+                model_config=limits.model_dump(),  # RequestLimits when served
                 code_paths=[str(package)],
-                signature=signature,
-                input_example=example,
+                input_example=(example_input(task.is_pair), DEFAULT_POINT),  # the signature's params from it
                 pip_requirements=_requirements(),
                 registered_model_name=registered_name(task.name),
                 await_registration_for=0,

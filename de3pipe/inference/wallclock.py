@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from de3pipe.errors import De3Error
 from de3pipe.infra.io import write_json
 from de3pipe.method.operating_points import frozen_eps, operating_points, read_thresholds
+from de3pipe.method.strategies import lookup
 
 
 def timing_inputs(model: Path, data: Path, split: str, max_samples: int | None = None):
@@ -28,6 +30,13 @@ def measure_points(network, tokenizer, encoded, thresholds: dict, strategies, ba
 
     engine = EarlyExitEngine(network, frozen_eps(thresholds))
     points = [p for p in operating_points(thresholds) if p.name in set(strategies)]
+    for name in strategies:
+        if not lookup(name).servable:
+            raise De3Error(f"{name} cannot run live (a study variant replayed on stored signals, or analysis-only); "
+                           "time de3, entropy or another servable strategy")
+        if not any(p.name == name for p in points):
+            calibrated = sorted({p.name for p in operating_points(thresholds) if lookup(p.name).servable})
+            raise De3Error(f"the thresholds file has no calibrated point of {name}; calibrated: {', '.join(calibrated)}")
     rows = measure_wallclock(engine, tokenizer, encoded, [p.strategy for p in points], batch_size, repeats)
     out = []
     for point, row in zip(points, rows, strict=True):

@@ -8,6 +8,7 @@ complete output, or nothing, behind.
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import json
 import os
@@ -38,11 +39,12 @@ def _recover(path: Path) -> None:
     """Tidy what a killed writer of ``path`` left beside it (one writer per output at a time:
     Snakemake's lock). A previous output moved aside for replacement comes back if no new one
     took its place; half-written temporaries go."""
-    for old in sorted(path.parent.glob(f".{path.name}.old-*")):
+    name = glob.escape(path.name)  # an output's name may hold [ ] * ?: match it literally
+    for old in sorted(path.parent.glob(f".{name}.old-*")):
         if not path.exists() and (old / path.name).exists():
             os.replace(old / path.name, path)
         shutil.rmtree(old, ignore_errors=True)
-    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+    for tmp in path.parent.glob(f".{name}.tmp-*"):
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:

@@ -271,8 +271,8 @@ def _rule_shell(stage: Stage) -> str:
     values |= {f"folder.{k}": f"{{params.{k}}}" for k in stage.folders}
     args = " ".join(f"{flag} {values[what]}".strip() for flag, what in stage.args)
     quiet = " --quiet" if stage.per_task else ""
-    # Torch uses the job's threads, or on SLURM exactly the CPUs the job was given.
-    threads = "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} " if stage.threads == TORCH else ""
+    # Torch and BLAS use the job's threads, or on SLURM exactly the CPUs the job was given.
+    threads = "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} "
     return f"{threads}de3pipe {stage.name} {args} {{CONFIG_ARGS}} --overwrite{quiet} > {{log}} 2>&1"
 
 

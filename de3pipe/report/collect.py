@@ -65,5 +65,8 @@ def _training(run: RunLayout) -> dict | None:
 def _projection(path: Path) -> dict | None:
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise De3Error(f"{path} is corrupt or truncated ({exc}); re-run `de3pipe signals`") from None

@@ -62,7 +62,7 @@ def run(signals: Path, thresholds: Path, out: Path, cfg: Config, model: Path | N
         if model is not None and cfg.tracking.log_model:
             from de3pipe.inference.serving import log_calibrated_model
 
-            log_calibrated_model(logger, model, thresholds, task)
+            log_calibrated_model(logger, model, thresholds, task, cfg.serving)
     return results
 
 

@@ -38,4 +38,4 @@ rule calibrate:
         mem_mb=4000,
         runtime=30,
     shell:
-        "de3pipe calibrate --signals {input.signals} --seed {wildcards.seed} --out {params.out} {CONFIG_ARGS} --overwrite --quiet > {log} 2>&1"
+        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe calibrate --signals {input.signals} --seed {wildcards.seed} --out {params.out} {CONFIG_ARGS} --overwrite --quiet > {log} 2>&1"

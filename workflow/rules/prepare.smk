@@ -31,4 +31,4 @@ rule prepare:
         mem_mb=4000,
         runtime=30,
     shell:
-        "de3pipe prepare --task {wildcards.task} --seed {wildcards.seed} --out {output.data} {CONFIG_ARGS} --overwrite --quiet > {log} 2>&1"
+        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe prepare --task {wildcards.task} --seed {wildcards.seed} --out {output.data} {CONFIG_ARGS} --overwrite --quiet > {log} 2>&1"

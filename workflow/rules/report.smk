@@ -47,4 +47,4 @@ rule report:
         mem_mb=2000,
         runtime=10,
     shell:
-        "de3pipe report --out {params.out} {input.evaluations} {CONFIG_ARGS} --overwrite > {log} 2>&1"
+        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe report --out {params.out} {input.evaluations} {CONFIG_ARGS} --overwrite > {log} 2>&1"

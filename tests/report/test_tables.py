@@ -1,0 +1,182 @@
+"""The report's Markdown tables (de3pipe/report/tables.py), from a summary of real evaluations of
+synthetic signals: each cell is the summary's number in the stated format, "–" where a curve does
+not reach a speed-up, and the sections follow what the summary holds."""
+
+import copy
+
+import pytest
+
+from de3pipe.config import CalibrationConfig, ReportConfig
+from de3pipe.method.calibration import calibrate
+from de3pipe.method.evaluation import evaluate
+from de3pipe.report.comparison import RunPoints, summarise
+from de3pipe.report.tables import interval, markdown
+from tests.method.test_calibration import random_signals
+
+STRATEGIES = ["de3", "entropy", "maxprob", "patience", "static", "oracle"]
+MATCHED = [1.5, 2.0, 3.0]
+
+
+def evaluated_run(seed: int) -> dict:
+    """One run as ``collect`` returns it: thresholds frozen on one synthetic validation split of
+    6 layers, evaluated once on another (the test split)."""
+    cfg = CalibrationConfig(strategies=STRATEGIES, targets=[1.5, 2.0, 3.0], n_thresholds=20, curve_step=0.1)
+    thresholds, _ = calibrate(random_signals(seed=10 + seed), cfg, 1e-8)
+    results, _, curves, arrays = evaluate(random_signals(seed=20 + seed), thresholds)
+    results["seed"] = seed
+    return results | {"_curves": curves, "_points": RunPoints.from_arrays(arrays, seed), "_training": None,
+                      "_prototype_space": None}
+
+
+def report_config(**changes) -> ReportConfig:
+    return ReportConfig(bootstrap_samples=100, matched_speedups=MATCHED, **changes)
+
+
+@pytest.fixture(scope="module")
+def runs() -> list[dict]:
+    return [evaluated_run(1), evaluated_run(2)]
+
+
+@pytest.fixture(scope="module")
+def summary(runs) -> dict:
+    summary, _ = summarise(runs, report_config())
+    return summary
+
+
+def table_rows(page: str, heading: str) -> list[list[str]]:
+    """The cells of the table below ``## heading`` (header and separator left out)."""
+    section = page.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines[1:]]
+
+
+# ---- interval ----
+
+def test_interval_formatting():
+    assert interval(None) == "–" and interval({}) == "–"
+    e = {"value": 0.5, "low": 0.4, "high": 0.625}
+    assert interval(e) == "50.0 [40.0, 62.5]"
+    assert interval(e, signed=True) == "+50.0 [+40.0, +62.5]"
+    assert interval(e, scale=1) == "0.5 [0.4, 0.6]"
+    assert interval({"value": -0.012, "low": -0.031, "high": 0.004}, signed=True) == "-1.2 [-3.1, +0.4]"
+    assert interval({"value": 1.0, "low": 1.0, "high": 1.0}) == "100.0 (exact)"
+    assert interval({"value": 0.0, "low": 0.0, "high": 0.0}, signed=True) == "+0.0 (exact)"
+    assert interval({"value": 0.5, "low": 0.5, "high": 0.6}) == "50.0 [50.0, 60.0]"  # not exact: high differs
+
+
+# ---- the main tables ----
+
+def test_the_gate_row(summary):
+    page = markdown(summary)
+    gate = summary["tasks"]["sst2"]["gate"]
+    assert gate["learned"]
+    assert table_rows(page, "Did each task learn?") == [[
+        "sst2", "accuracy", interval(gate["full_model"]), "majority class", interval(gate["trivial"]),
+        interval(gate["difference"], signed=True), "learned"]]
+
+
+def test_matched_table_cells_and_dashes_where_a_curve_stops(summary):
+    entry = summary["tasks"]["sst2"]
+    assert entry["matched"]["patience"]["3"] is None  # patience cannot get past ~2.2x on 6 layers
+    rows = table_rows(markdown(summary), "Metric at matched speed-ups (main table)")
+    assert rows[0] == ["full model", "1×", interval(entry["gate"]["full_model"])]
+    cells = {(name, at): cell for name, at, cell in rows[1:]}
+    assert set(cells) == {(n, f"{s:g}×") for n in entry["matched"] for s in MATCHED}
+    for name, speedups in entry["matched"].items():
+        for key, estimate in speedups.items():
+            assert cells[(name, f"{key}×")] == ("–" if estimate is None else interval(estimate))
+    assert cells[("patience", "3×")] == "–"
+    assert "oracle" not in {name for name, _ in cells}  # analysis only: never compared
+    # the rows run speed-up by speed-up, strategies in registration order within each
+    assert [at for _, at, _ in rows[1:]] == sorted([at for _, at, _ in rows[1:]], key=lambda s: float(s[:-1]))
+
+
+def test_differences_use_the_summarys_reference(runs, summary):
+    page = markdown(summary)
+    assert "## de3 against each comparison" in page
+    rows = table_rows(page, "de3 against each comparison")
+    differences = summary["tasks"]["sst2"]["differences"]
+    assert {r[0] for r in rows} == {f"de3 − {other}" for other in differences}
+    swapped, _ = summarise(runs, report_config(reference="entropy", comparisons=["de3", "patience"]))
+    page = markdown(swapped)
+    assert "## entropy against each comparison" in page and "## de3 against" not in page
+    compared = {r[0] for r in table_rows(page, "entropy against each comparison")}
+    assert compared == {"entropy − de3", "entropy − patience"}
+
+
+def test_difference_cells_mark_significance_and_identical_exits(summary):
+    marked = copy.deepcopy(summary)
+    entropy = marked["tasks"]["sst2"]["differences"]["entropy"]
+    entropy["1.5"] |= {"significant": True, "identical": False}
+    entropy["2"] |= {"significant": False, "identical": True}
+    entropy["3"] |= {"significant": False, "identical": False}
+    rows = {(r[0], r[1]): r[2] for r in table_rows(markdown(marked), "de3 against each comparison")}
+    assert rows[("de3 − entropy", "1.5×")] == f"**{interval(entropy['1.5'], signed=True)}** ✱"
+    assert rows[("de3 − entropy", "2×")] == "0 (identical exits)"
+    assert rows[("de3 − entropy", "3×")] == interval(entropy["3"], signed=True)
+    assert rows[("de3 − entropy", "curve area")] != "–"
+
+
+def test_a_task_that_did_not_learn_is_marked_and_its_differences_bracketed(summary):
+    unlearned = copy.deepcopy(summary)
+    unlearned["tasks"]["sst2"]["gate"]["learned"] = False
+    page = markdown(unlearned)
+    assert "| strategy | speed-up | sst2 (not learned) |" in page
+    assert table_rows(page, "Did each task learn?")[0][-1] == "**not learned**"
+    cells = [r[2] for r in table_rows(page, "de3 against each comparison")]
+    assert cells and all(c.startswith("(") and c.endswith(")") and "✱" not in c for c in cells)
+
+
+def test_area_table(summary):
+    entry = summary["tasks"]["sst2"]
+    page = markdown(summary)
+    assert f"(sst2: 1–{entry['area']['range'][1]:.2f}×)" in page
+    rows = {r[0]: r[1] for r in table_rows(page, "Area under the calibrated curve")}
+    assert rows == {name: interval(e) for name, e in entry["area"]["strategies"].items()}
+
+
+def test_target_view_cells_marks_and_the_analysis_row(summary):
+    entry = summary["tasks"]["sst2"]
+    rows = {(r[0], r[1]): r[2] for r in table_rows(markdown(summary), "At the nominal targets (secondary view)")}
+    for name, targets in entry["targets"].items():
+        for key, point in targets.items():
+            if key == "any":
+                continue
+            cell = rows[(name, f"{key}×")]
+            assert cell.startswith(f"{interval(point['metric'])} ({point['speedup']['value']:.2f}×)")
+            assert ("‡" in cell) == point["off_target"] and ("†" in cell) == point["unreachable"]
+    assert entry["targets"]["patience"]["3"]["unreachable"]  # patience cannot reach 3x on validation
+    assert rows[("patience", "3×")].endswith("†")
+    oracle = entry["targets"]["oracle"]["any"]
+    assert rows[("oracle (analysis)", "–")] == f"{interval(oracle['metric'])} ({oracle['speedup']['value']:.2f}×)"
+
+
+def test_calibration_error_table(summary):
+    entry = summary["tasks"]["sst2"]
+    rows = {(r[0], r[1]): r[2] for r in table_rows(markdown(summary), "Calibration error per task")}
+    for target in ("1.5", "2", "3"):
+        assert rows[("static", f"{target}×")] == "+0.0 (exact)"  # a static exit hits its target on any sample
+        assert rows[("de3", f"{target}×")] == interval(entry["calibration_error"]["de3"][target], signed=True)
+    assert rows[("static", "mean abs.")] == "0.0"
+    assert rows[("entropy", "mean abs.")] == f"{entry['mean_calibration_error']['entropy'] * 100:.1f}"
+
+
+def test_sections_follow_what_the_summary_holds(summary):
+    page = markdown(summary)
+    for absent in ("## λ sensitivity", "## Overhead", "## Exit heads", "## Findings", "Setup:"):
+        assert absent not in page
+    assert page.startswith("# de3pipe report\n") and "Seeds: 1, 2." in page and "(100 replicates" in page
+    full = copy.deepcopy(summary)
+    full["setup"] = {"model": "tiny"}
+    full["findings"] = ["first finding.", "second finding."]
+    full["tasks"]["sst2"]["overhead"] = {
+        "extra_parameters": 3360, "extra_bytes": 3 * 2**20, "extra_parameter_share": (0.0033, None),
+        "extra_flops_share_of_layer": (0.012, 0.002), "extra_flops_per_sample": 2_250_000.0,
+        "percent_of_layer.classifier": (31.0, None), "percent_of_layer.entropy_signal": (39.4, None),
+        "percent_of_layer.de3_signal": (63.0, 1.5), "percent_of_layer.de3_extra": (23.6, None),
+    }
+    page = markdown(full)
+    assert "Setup:\n\n- model: tiny\n" in page
+    assert "## Findings (generated from the numbers above)\n\n- first finding.\n- second finding.\n" in page
+    assert table_rows(page, "Overhead of the distance signal") == [
+        ["sst2", "3,360 (3.00 MiB, 0.3%)", "2.25 M (1.2 ± 0.2%)", "39.4", "63.0 ± 1.5", "23.6"]]
