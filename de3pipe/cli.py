@@ -194,6 +194,24 @@ def speed(
         )
 
 
+@app.command("rerun-check")
+@user_errors
+def rerun_check(
+    results: Annotated[Path, typer.Option(help="the results folder of your run")] = Path("data"),
+    against: Annotated[str, typer.Option(help="the git revision whose committed headline metrics are the reference")] = "HEAD",
+    reference: Annotated[Path | None, typer.Option(help="another results folder as the reference, instead of git")] = None,
+    exact: Annotated[bool, typer.Option(help="demand bit-exact figures (same machine, same threads)")] = False,
+) -> None:
+    """Do your headline metrics agree with the committed ones, within the measured tolerance?"""
+    from de3pipe.infra import reruns
+
+    expected = reruns.headline_files(reference) if reference else reruns.committed_headline(results.as_posix(), against)
+    lines, agrees = reruns.summary_lines(reruns.compare(expected, reruns.headline_files(results)),
+                                         reruns.EXACT if exact else reruns.ACROSS_MACHINES)
+    typer.echo("\n".join(lines))
+    raise typer.Exit(0 if agrees else 1)
+
+
 ConfigFileOpt = Annotated[Path, typer.Option(help="the pipeline config whose tasks and seeds the files describe")]
 
 

@@ -135,6 +135,20 @@ def test_invalid_configs_fail_before_any_job(project):
     assert not (project / "data").exists() and not (project / "mlflow.db").exists()
 
 
+def test_the_tiny_run_reproduces_the_committed_reference(tiny_run):
+    """CI's guard against machine-dependent results: the tiny config in exact mode (fp32) gives the
+    committed headline metrics, within the tolerance measured across machines and thread counts
+    (README, "Reruns"). CI runs on varying machines, so a change that makes results depend on the
+    machine fails here as soon as it lands."""
+    from de3pipe.infra import reruns
+
+    reference = json.loads((ROOT / "tests" / "reference" / "tiny_headline.json").read_text())
+    rows = reruns.compare(reference, reruns.headline_files(tiny_run / "data"))
+    lines, agrees = reruns.summary_lines(rows, reruns.ACROSS_MACHINES)
+    print("\n".join(lines))
+    assert agrees, "\n".join(lines)
+
+
 def test_snakemake_runs_every_rule_of_the_tiny_config(tiny_run):
     project = tiny_run
     report = (project / "data" / "report" / "report.md").read_text()
