@@ -268,12 +268,18 @@ def _rule_shell(stage: Stage) -> str:
     values = {"task": "{wildcards.task}", "seed": "{wildcards.seed}"}
     values |= {f"input.{k}": f"{{input.{k}}}" for k in stage.inputs}
     values |= {f"output.{k}": f"{{output.{k}}}" for k in stage.outputs}
-    values |= {f"folder.{k}": f"{{params.{k}}}" for k in stage.folders}
+    # an output folder is the folder of one of its declared outputs (Snakemake's lint wants no hard-coded prefix)
+    values |= {f"folder.{k}": f"$(dirname {{output.{_file_in(stage, folder)}}})" for k, folder in stage.folders.items()}
     args = " ".join(f"{flag} {values[what]}".strip() for flag, what in stage.args)
     quiet = " --quiet" if stage.per_task else ""
     # Torch and BLAS use the job's threads, or on SLURM exactly the CPUs the job was given.
     threads = "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} "
-    return f"{threads}de3pipe {stage.name} {args} {{CONFIG_ARGS}} --overwrite{quiet} > {{log}} 2>&1"
+    return _quoted(f"{threads}de3pipe {stage.name} {args} {{params.config}} --overwrite{quiet} > {{log}} 2>&1")
+
+
+def _file_in(stage: Stage, folder: str) -> str:
+    """The key of a file output of ``stage`` directly inside ``folder``."""
+    return next(key for key, path in stage.outputs.items() if not is_directory(path) and str(Path(path).parent) == folder)
 
 
 def rule_text(stage: Stage, number: int) -> str:
@@ -293,7 +299,7 @@ def rule_text(stage: Stage, number: int) -> str:
         value = _snakemake_path(path)
         lines.append(f"        {key}=directory({value})," if is_directory(path) else f"        {key}={value},")
     lines.append("    params:")
-    lines += [f"        {key}={_snakemake_path(path)}," for key, path in stage.folders.items()]
+    lines.append("        config=CONFIG_ARGS,  # the config files the workflow read: the job reads exactly these")
     # the config values the stage reads (its task's recipe applied): a change reruns it
     lines += [f'        {key.replace(".", "_")}=setting("{key}"),' for key in stage.params if key != "recipes"]
     where = "{{task}}.seed{{seed}}" if stage.per_task else stage.name
@@ -308,7 +314,7 @@ def rule_text(stage: Stage, number: int) -> str:
     else:
         lines += [f"    threads: {stage.threads}", "    resources:", f"        mem_mb={stage.mem_mb},",
                   f"        runtime={stage.runtime},"]
-    lines += ["    shell:", f"        {_quoted(_rule_shell(stage))}"]
+    lines += ["    shell:", f"        {_rule_shell(stage)}"]
     return "\n".join(lines) + "\n"
 
 

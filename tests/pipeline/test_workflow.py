@@ -64,7 +64,7 @@ def test_rule_files_are_generated_from_the_stage_table():
     calibrate = generated["calibrate.smk"]
     assert 'signals=f"{RESULTS}/{{task}}/seed{{seed}}/signals",' in calibrate
     assert 'thresholds=f"{RESULTS}/{{task}}/seed{{seed}}/calibration/thresholds.json",' in calibrate
-    assert "de3pipe calibrate --signals {input.signals} --seed {wildcards.seed} --out {params.out}" in calibrate
+    assert "de3pipe calibrate --signals {input.signals} --seed {wildcards.seed} --out $(dirname {output.thresholds})" in calibrate
     assert 'calibration=setting("calibration"),' in calibrate and "threads: 1" in calibrate and "mem_mb=4000" in calibrate
     for code in code_files("calibrate"):
         assert f'"{code}",' in calibrate

@@ -24,7 +24,7 @@ rule calibrate:
         thresholds=f"{RESULTS}/{{task}}/seed{{seed}}/calibration/thresholds.json",
         curves=f"{RESULTS}/{{task}}/seed{{seed}}/calibration/curves.csv",
     params:
-        out=f"{RESULTS}/{{task}}/seed{{seed}}/calibration",
+        config=CONFIG_ARGS,  # the config files the workflow read: the job reads exactly these
         calibration=setting("calibration"),
         signals_eps=setting("signals.eps"),
     log:
@@ -38,4 +38,4 @@ rule calibrate:
         mem_mb=4000,
         runtime=30,
     shell:
-        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe calibrate --signals {input.signals} --seed {wildcards.seed} --out {params.out} {CONFIG_ARGS} --overwrite --quiet > {log} 2>&1"
+        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe calibrate --signals {input.signals} --seed {wildcards.seed} --out $(dirname {output.thresholds}) {params.config} --overwrite --quiet > {log} 2>&1"

@@ -1,6 +1,6 @@
-# Config validation, tracking of the invocation, and what every rule file uses: the results
-# folder, the config files the jobs read, each stage's config values, torch resources. The rule
-# files themselves are generated from the stage table (de3pipe/infra/workflow.py, `de3pipe rules`).
+# Config validation, tracking of the invocation, and what the generated stage files use (the
+# results folder, the config files the jobs read, each stage's config values, torch resources);
+# those files come from the stage table in de3pipe/infra/workflow.py (`de3pipe rules`).
 import os
 import subprocess
 import uuid
@@ -61,7 +61,7 @@ def _lookup(settings, key):
 
 
 def setting(key):
-    """A config value a rule reads, with the job's task's recipe applied: a change to it reruns the
+    """A config value a stage reads, with the job's task's recipe applied: a change to it reruns the
     rule (and what follows)."""
     return lambda wildcards: _lookup(SETTINGS.for_task(wildcards.task) if "task" in wildcards.keys() else SETTINGS, key)
 

@@ -44,7 +44,7 @@ rule evaluate:
         submission=directory(f"{RESULTS}/{{task}}/seed{{seed}}/evaluation/submission"),
         headline=directory(f"{RESULTS}/{{task}}/seed{{seed}}/evaluation/headline"),
     params:
-        out=f"{RESULTS}/{{task}}/seed{{seed}}/evaluation",
+        config=CONFIG_ARGS,  # the config files the workflow read: the job reads exactly these
         evaluation=setting("evaluation"),
         calibration=setting("calibration"),
     log:
@@ -60,4 +60,4 @@ rule evaluate:
             runtime=30,
         ),
     shell:
-        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe evaluate --signals {input.signals} --thresholds {input.thresholds} --data {input.data} --model {input.model} --seed {wildcards.seed} --out {params.out} {CONFIG_ARGS} --overwrite --quiet > {log} 2>&1"
+        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe evaluate --signals {input.signals} --thresholds {input.thresholds} --data {input.data} --model {input.model} --seed {wildcards.seed} --out $(dirname {output.metrics}) {params.config} --overwrite --quiet > {log} 2>&1"

@@ -31,6 +31,7 @@ rule finetune:
         model=directory(f"{RESULTS}/{{task}}/seed{{seed}}/finetuned"),
         train_metrics=f"{RESULTS}/{{task}}/seed{{seed}}/train_metrics/finetuned.json",
     params:
+        config=CONFIG_ARGS,  # the config files the workflow read: the job reads exactly these
         model=setting("model"),
         finetune=setting("finetune"),
     log:
@@ -46,4 +47,4 @@ rule finetune:
             runtime=lambda wildcards, attempt: 240 * attempt,
         ),
     shell:
-        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe finetune --data {input.data} --seed {wildcards.seed} --out {output.model} --train-metrics {output.train_metrics} {CONFIG_ARGS} --overwrite --quiet > {log} 2>&1"
+        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe finetune --data {input.data} --seed {wildcards.seed} --out {output.model} --train-metrics {output.train_metrics} {params.config} --overwrite --quiet > {log} 2>&1"

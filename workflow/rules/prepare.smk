@@ -19,6 +19,7 @@ rule prepare:
     output:
         data=directory(f"{RESULTS}/{{task}}/seed{{seed}}/prepared"),
     params:
+        config=CONFIG_ARGS,  # the config files the workflow read: the job reads exactly these
         data=setting("data"),
     log:
         f"{LOGS}/prepare/{{task}}.seed{{seed}}.log",
@@ -31,4 +32,4 @@ rule prepare:
         mem_mb=4000,
         runtime=30,
     shell:
-        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe prepare --task {wildcards.task} --seed {wildcards.seed} --out {output.data} {CONFIG_ARGS} --overwrite --quiet > {log} 2>&1"
+        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe prepare --task {wildcards.task} --seed {wildcards.seed} --out {output.data} {params.config} --overwrite --quiet > {log} 2>&1"

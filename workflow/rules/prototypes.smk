@@ -32,6 +32,7 @@ rule prototypes:
         model=directory(f"{RESULTS}/{{task}}/seed{{seed}}/prototyped"),
         train_metrics=f"{RESULTS}/{{task}}/seed{{seed}}/train_metrics/prototyped.json",
     params:
+        config=CONFIG_ARGS,  # the config files the workflow read: the job reads exactly these
         prototypes=setting("prototypes"),
         finetune_layer_weighting=setting("finetune.layer_weighting"),
     log:
@@ -47,4 +48,4 @@ rule prototypes:
             runtime=lambda wildcards, attempt: 240 * attempt,
         ),
     shell:
-        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe prototypes --data {input.data} --model {input.model} --seed {wildcards.seed} --out {output.model} --train-metrics {output.train_metrics} {CONFIG_ARGS} --overwrite --quiet > {log} 2>&1"
+        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe prototypes --data {input.data} --model {input.model} --seed {wildcards.seed} --out {output.model} --train-metrics {output.train_metrics} {params.config} --overwrite --quiet > {log} 2>&1"

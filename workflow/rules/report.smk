@@ -36,7 +36,7 @@ rule report:
         summary=f"{RESULTS}/report/summary.json",
         plots=directory(f"{RESULTS}/report/plots"),
     params:
-        out=f"{RESULTS}/report",
+        config=CONFIG_ARGS,  # the config files the workflow read: the job reads exactly these
         report=setting("report"),
     log:
         f"{LOGS}/report.log",
@@ -47,4 +47,4 @@ rule report:
         mem_mb=2000,
         runtime=10,
     shell:
-        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe report --out {params.out} {input.evaluations} {CONFIG_ARGS} --overwrite > {log} 2>&1"
+        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe report --out $(dirname {output.page}) {input.evaluations} {params.config} --overwrite > {log} 2>&1"

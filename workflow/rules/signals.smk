@@ -34,6 +34,7 @@ rule signals:
     output:
         signals=directory(f"{RESULTS}/{{task}}/seed{{seed}}/signals"),
     params:
+        config=CONFIG_ARGS,  # the config files the workflow read: the job reads exactly these
         signals=setting("signals"),
     log:
         f"{LOGS}/signals/{{task}}.seed{{seed}}.log",
@@ -48,4 +49,4 @@ rule signals:
             runtime=lambda wildcards, attempt: 240 * attempt,
         ),
     shell:
-        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe signals --data {input.data} --model {input.model} --seed {wildcards.seed} --out {output.signals} {CONFIG_ARGS} --overwrite --quiet > {log} 2>&1"
+        "OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{threads}}} de3pipe signals --data {input.data} --model {input.model} --seed {wildcards.seed} --out {output.signals} {params.config} --overwrite --quiet > {log} 2>&1"
