@@ -33,8 +33,9 @@ def setup_lines(cfg) -> dict[str, str]:
         "stage 2": f"{pr.epochs:g} epochs, batch {pr.batch_size}, lr {pr.learning_rate:g}, DAR {pr.loss}, "
         f"EMA γ {pr.ema_gamma:g}, backbone {'frozen' if pr.freeze_backbone else 'trained'}"
         + (", with the control heads" if pr.controls else ""),
-        "calibration": f"targets {', '.join(f'{t:g}×' for t in cfg.calibration.targets)}; {_grids(cfg.calibration)}; "
-        f"{cfg.calibration.n_thresholds} thresholds per curve; "
+        "calibration": f"targets {', '.join(f'{t:g}×' for t in cfg.calibration.targets)}; "
+        + "".join(f"{grid}; " for grid in [_grids(cfg.calibration)] if grid)
+        + f"{cfg.calibration.n_thresholds} thresholds per curve; "
         f"selection {cfg.calibration.selection}; calibrated curves over targets every {cfg.calibration.curve_step:g}×",
         **({"per-task recipes": "; ".join(
             f"{task}: " + ", ".join(f"{section}.{key} {value}" for section, keys in recipe.items()
