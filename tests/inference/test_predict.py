@@ -1,6 +1,8 @@
 """Classifying raw texts (de3pipe/inference/predict.py): reading the texts, and the Predictor on a
 tiny prototyped checkpoint with thresholds calibrated on synthetic signals of the same depth."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -146,3 +148,38 @@ def test_single_sentence_tasks_keep_tabs_in_the_text(sst2):
     assert predictor.split_pairs(["a\tb", "c"]) == (["a\tb", "c"], None)
     rows = predictor.classify(["a\tb"])
     assert len(rows) == 1 and np.isfinite(rows[0]["confidence"])
+
+
+# ---- the input rules shared with the served model (check_texts) ----
+
+def test_only_strings_are_texts_and_the_first_offender_is_named(sst2):
+    predictor = Predictor(*sst2, "de3", "2")
+    for texts, message in (([None], "input 0: expected a string, got null"),
+                           (["fine", 123], "input 1: expected a string, got a number (123)"),
+                           (["fine", "also fine", True], "input 2: expected a string, got a boolean (true)"),
+                           (["fine", {"text": "x"}], "input 1: expected a string, got an object")):
+        with pytest.raises(De3Error, match=re.escape(message)):
+            predictor.classify(texts)
+
+
+def test_empty_requests_and_blank_texts(sst2):
+    predictor = Predictor(*sst2, "de3", "2")
+    assert predictor.classify([]) == []
+    rows = predictor.classify(["", "   ", "a gripping film"])
+    assert len(rows) == 3 and all(row["label"] in ("negative", "positive") for row in rows)
+
+
+def test_request_limits():
+    from de3pipe.inference.predict import RequestLimits, check_texts
+
+    limits = RequestLimits(max_texts=2, max_characters=10)
+    assert check_texts(["abc", "defg"], False, limits) == (["abc", "defg"], None)
+    with pytest.raises(De3Error, match="holds 3 texts, more than the limit of 2"):
+        check_texts(["a", "b", "c"], False, limits)
+    with pytest.raises(De3Error, match="holds 11 characters, more than the limit of 10"):
+        check_texts(["abcdef", "ghijk"], False, limits)
+    assert check_texts([["ab", "cd"]], True, limits) == (["ab"], ["cd"])
+    with pytest.raises(De3Error, match=re.escape("input 0: expected a pair of two strings [first, second], got a list of 3")):
+        check_texts([["a", "b", "c"]], True, limits)
+    with pytest.raises(De3Error, match="the input must be a list of texts"):
+        check_texts("one text", False, limits)
