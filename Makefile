@@ -2,12 +2,12 @@
 # tests and do not run in CI. They measure the finished runs of the reproduction study
 # (`snakemake all --cores 2 --configfile config/study.yaml`, results/study); BENCH_RESULTS=data
 # measures the default run instead. BENCH_ARGS go to the inference benchmark.
-.PHONY: bench bench-inference bench-training study
+.PHONY: bench bench-inference bench-training bench-serving bench-reruns study
 
 BENCH_RESULTS ?= results/study
 BENCH_ARGS ?= --seeds 1 --max-samples 256
 
-bench: bench-inference bench-training
+bench: bench-inference bench-training bench-serving bench-reruns
 	python benchmarks/summarize.py
 
 bench-inference:
@@ -15,6 +15,14 @@ bench-inference:
 
 bench-training:
 	python benchmarks/training.py --results $(BENCH_RESULTS)
+
+# The served model's request limits, measured on the default run's SST-2 model.
+bench-serving:
+	python benchmarks/serving.py --run data/sst2/seed42
+
+# Precision x threads on the tiny config, and the default run against its committed figures.
+bench-reruns:
+	python benchmarks/reruns.py --default
 
 # The reproduction study: 4 tasks x 3 seeds (config/study.yaml). On a 2-core machine two
 # single-thread torch jobs at once go 1.6x faster than one job on both cores. The study's report
