@@ -15,14 +15,9 @@ from de3pipe.method.operating_points import write_thresholds
 from de3pipe.method.signals import Signals
 
 
-def validation_signals(path: Path) -> Path:
-    """A signals folder's validation file, or the .npz file given."""
-    return SignalFiles(path).split("validation") if path.is_dir() else path
-
-
 def run(signals: Path, out: Path, cfg: Config, overwrite: bool = False) -> dict:
     """Write ``thresholds.json`` and ``curves.csv`` into ``out``; returns the thresholds."""
-    validation = Signals.load(validation_signals(signals))
+    validation = Signals.load(SignalFiles(signals).split("validation") if signals.is_dir() else signals)  # or one .npz
     files = CalibrationFiles(out)
     refuse_existing([files.thresholds, files.curves], overwrite)
     with tracking.stage_run(cfg, "calibrate", validation.meta["task"], ("calibration",)) as logger:

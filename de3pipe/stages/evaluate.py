@@ -22,17 +22,12 @@ from de3pipe.method.signals import Signals
 from de3pipe.method.strategies import check_evaluation
 
 
-def test_signals(path: Path) -> Path:
-    """A signals folder's test file, or the .npz file given."""
-    return SignalFiles(path).split("test") if path.is_dir() else path
-
-
 def run(signals: Path, thresholds: Path, out: Path, cfg: Config, model: Path | None = None, data: Path | None = None,
         overwrite: bool = False) -> dict:
     """Write the evaluation folder ``out``; ``model`` and ``data`` allow the wall-clock timings
     and the logged model. Returns the metrics."""
     frozen = read_thresholds(thresholds)
-    test = Signals.load(test_signals(signals))
+    test = Signals.load(SignalFiles(signals).split("test") if signals.is_dir() else signals)  # a folder or one .npz
     cfg = cfg.for_task(test.meta["task"])
     check_evaluation(cfg.evaluation)
     submits = [Signals.load(p) for p in SignalFiles(signals).submits()] if signals.is_dir() else []
