@@ -98,7 +98,7 @@ def serving_section(result: dict) -> list[str]:
              "exit at de3's 2× point, batch 32), median of 3 timed repeats after a warm-up. Typical texts are the test "
              "split's; long texts are 10,000 characters each (the tokenizer reads them whole, the model sees its "
              "max length). The served model's limits (`serving.max_texts`, `serving.max_characters`) keep the "
-             "largest allowed request within a few seconds.", "",
+             "largest allowed request to about ten seconds here.", "",
              "| request | texts | characters | seconds |", "|---|---|---|---|"]
     for row in result["rows"]:
         kind = "typical texts" if row["kind"] == "texts" else "long texts"
