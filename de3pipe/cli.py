@@ -112,6 +112,10 @@ def calibrate(
     for name, points in thresholds["curves"].items():
         reach = points[-1]["validation_speedup"] if points else 1.0
         typer.echo(f"{name:9s} calibrated curve: {len(points)} points up to {reach:.2f}x on validation")
+    for name, points in (thresholds.get("guaranteed") or {"strategies": {}})["strategies"].items():
+        for key, entry in points.items():
+            typer.echo(f"{name:9s} {key}: {entry['knobs']}  certified bound {entry['certified_bound']:.4f}, "
+                       f"speed-up {entry['calibration_speedup']:.2f} on {entry['n']} examples")
 
 
 @stage_command()
@@ -132,6 +136,10 @@ def evaluate(
     for name, targets in results["strategies"].items():
         for target, entry in targets.items():
             typer.echo(f"{name:9s} {target:>4s}x  {metric} {entry[metric]:.4f}  speed-up {entry['speedup']:.2f}")
+    for name, points in results.get("guaranteed", {}).items():
+        for key, entry in points.items():
+            typer.echo(f"{name:9s} {key}: test risk {entry['risk']:.4f}  {metric} {entry[metric]:.4f}  "
+                       f"speed-up {entry['speedup']:.2f}")
     for row in results.get("wallclock", []):
         typer.echo(f"wall-clock {row['strategy_name']} {row['target']}x: layer speed-up {row['layer_speedup']:.2f}, "
                    f"measured {row['wallclock_speedup']:.2f} (batch {row['batch_size']})")
@@ -159,7 +167,7 @@ def predict(
     texts: Annotated[list[str] | None, typer.Argument(help="texts; for sentence-pair tasks 'first<TAB>second'")] = None,
     file: Annotated[Path | None, typer.Option(help="a file with one text (or tab-separated pair) per line")] = None,
     strategy: Annotated[str, typer.Option(help="exit strategy")] = "de3",
-    target: Annotated[str, typer.Option(help="target speed-up the thresholds were calibrated for")] = "2",
+    target: Annotated[str, typer.Option(help="target speed-up the thresholds were calibrated for, or a guaranteed point such as accuracy_drop-0.02")] = "2",
     batch_size: Annotated[int, typer.Option(help="batch size")] = 32,
 ) -> None:
     """Classify texts with early exit; print label, exit layer and confidence per text."""

@@ -130,6 +130,50 @@ class SignalsConfig(_Section):
     )
 
 
+class GuaranteeConfig(_Section):
+    """Operating points certified to lose at most epsilon with probability 1 - delta (method/guarantee.py)."""
+
+    risk: Literal["accuracy_drop", "disagreement"] = Field(
+        "accuracy_drop",
+        description="per-example loss whose rate is bounded: accuracy_drop (the full model right, the exit wrong; "
+        "bounds the accuracy lost; needs labels) or disagreement (the exit differs from the full model; no labels)",
+    )
+    epsilon: list[float] = Field([0.01, 0.02, 0.05], min_length=1, description="risk levels to certify, each in (0, 1)")
+    delta: float = Field(0.1, description="the guarantee fails with probability at most delta, in (0, 1)")
+    method: Literal["ltt-binomial", "ltt-hb"] = Field(
+        "ltt-binomial",
+        description="p-value of 'risk > epsilon': ltt-binomial (exact binomial tail, losses in {0, 1}) or ltt-hb "
+        "(Hoeffding-Bentkus); fixed-sequence testing, Bonferroni over a secondary knob's values",
+    )
+    unlabeled: bool = Field(
+        False,
+        description="disagreement only: calibrate on the validation split and the task's unlabeled text (the "
+        "signals of the GLUE submit split) together: more examples, a tighter bound",
+    )
+
+    @field_validator("epsilon")
+    @classmethod
+    def _epsilon_in_unit(cls, values: list[float]) -> list[float]:
+        bad = [v for v in values if not 0 < v < 1]
+        if bad:
+            raise ValueError(f"every epsilon must lie in (0, 1), e.g. 0.02 for 2%; got {bad}")
+        return sorted(set(values))
+
+    @field_validator("delta")
+    @classmethod
+    def _delta_in_unit(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError(f"delta must lie in (0, 1), e.g. 0.1; got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _unlabeled_needs_disagreement(self) -> GuaranteeConfig:
+        if self.unlabeled and self.risk != "disagreement":
+            raise ValueError(f"unlabeled text cannot calibrate the {self.risk} risk, which needs labels; set "
+                             "risk: disagreement or unlabeled: false")
+        return self
+
+
 class CalibrationConfig(_Section):
     targets: list[float] = Field([1.5, 2.0, 3.0], min_length=1, description="named target layer speed-ups")
     strategies: list[str] | None = Field(
@@ -152,6 +196,11 @@ class CalibrationConfig(_Section):
     per_lambda: bool = Field(
         False, description="also freeze a point per value of the secondary knob (de3's lambda) and target, for the "
         "strategies that report their sensitivity (the report's lambda-sensitivity table)"
+    )
+    guarantee: GuaranteeConfig | None = Field(
+        None,
+        description="operating points certified to lose at most epsilon with probability 1 - delta, beside the "
+        "named targets (null: none; config/config.yaml sets them)",
     )
     selection: Literal["nearest", "best"] = Field(
         "nearest",

@@ -113,9 +113,23 @@ def log_calibrated_model(run, checkpoint: Path, thresholds: Path, task, limits) 
                 registered_model_name=registered_name(task.name),
                 await_registration_for=0,
             )
-        return str(info.registered_model_version)
+        version = str(info.registered_model_version)
+        run.client.update_model_version(registered_name(task.name), version, model_description(task.name, thresholds))
+        return version
 
     return run.within_budget(log)
+
+
+def model_description(task: str, thresholds: Path) -> str:
+    """What a registered version promises: its default point and every guaranteed one."""
+    from de3pipe.method.operating_points import describe_guarantees, read_thresholds
+
+    lines = [f"de3pipe early-exit classifier for {task}. Default point: {DEFAULT_POINT['strategy']}@"
+             f"{DEFAULT_POINT['target']}x (params: strategy, target)."]
+    guarantees = describe_guarantees(read_thresholds(thresholds))
+    if guarantees:
+        lines += ["Guaranteed points (params target=<risk>-<epsilon>):", *(f"- {g}" for g in guarantees)]
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from pathlib import Path
 from de3pipe.errors import De3Error
 from de3pipe.infra.layout import DEFAULT_RESULTS, RunLayout
 
-METRIC_FIELDS = ("metric", "matched")  # test metrics, on the 0-1 scale
+METRIC_FIELDS = ("metric", "matched", "risk")  # test metrics and risks, on the 0-1 scale: compared in points
 
 
 @dataclass(frozen=True)

@@ -397,6 +397,13 @@ def log_calibration(run: RunLogger, thresholds: dict, files) -> None:
         for target, entry in targets.items()
         for field, key in ((metric, f"validation_{metric}"), ("speedup", "validation_speedup"))
     })
+    guaranteed = thresholds.get("guaranteed") or {"strategies": {}}
+    run.log_metrics({  # each guaranteed point's certified bound and its speed-up on the calibration examples
+        f"guaranteed/{name}/{key}/{field}": entry[field]
+        for name, points in guaranteed["strategies"].items()
+        for key, entry in points.items()
+        for field in ("certified_bound", "calibration_speedup", "calibration_risk")
+    })
     run.log_artifact(files.thresholds)
     run.log_artifact(files.curves)
 
@@ -417,6 +424,9 @@ def log_evaluation(run: RunLogger, results: dict, curves, metric: str, files) ->
         with run.child(f"{name} {results['task']} seed{results['seed']}", tags) as child:
             child.log_metrics({f"{target}x.{field}": entry[field]
                                for target, entry in targets.items() for field in (metric, "speedup")})
+            child.log_metrics({f"{key}.{field}": entry[field]  # the guaranteed points: test speed-up and risk
+                               for key, entry in results.get("guaranteed", {}).get(name, {}).items()
+                               for field in ("speedup", "risk", "certified_bound")})
             rows = curves[curves["strategy"] == name] if len(curves) else curves
             child.log_curve([{"step": round(r.speedup * 100), f"calibrated_curve.{metric}": getattr(r, metric)}
                              for r in rows.itertuples()])

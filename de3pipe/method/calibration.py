@@ -17,6 +17,7 @@ import pandas as pd
 
 from de3pipe.config import CalibrationConfig
 from de3pipe.errors import De3Error
+from de3pipe.method.guarantee import guaranteed_points
 from de3pipe.method.operating_points import speedup_key
 from de3pipe.method.metrics import layer_speedup, primary_metric, task_metrics
 from de3pipe.method.signals import Signals
@@ -109,8 +110,11 @@ def calibrated_curve(curve: pd.DataFrame, metric: str, strategy: str, cfg: Calib
     return points
 
 
-def calibrate(signals: Signals, cfg: CalibrationConfig, eps: float) -> tuple[dict, pd.DataFrame]:
-    """Frozen operating points (named targets and the dense curve grid) and the validation curves."""
+def calibrate(signals: Signals, cfg: CalibrationConfig, eps: float, unlabeled: list[Signals] | None = None
+              ) -> tuple[dict, pd.DataFrame]:
+    """Frozen operating points (named targets, the dense curve grid and, when configured, the
+    guaranteed points) and the validation curves. ``unlabeled``: signals of the task's unlabeled
+    text, for a disagreement guarantee with ``calibration.guarantee.unlabeled``."""
     task = get_task(signals.meta["task"])
     check_calibration(cfg)
     if not signals.has_labels:
@@ -165,4 +169,29 @@ def calibrate(signals: Signals, cfg: CalibrationConfig, eps: float) -> tuple[dic
     }
     if per_lambda:
         result["per_lambda"] = per_lambda
+    if cfg.guarantee is not None:
+        result["guaranteed"] = _guaranteed(signals, unlabeled or [], cfg, eps)
     return result, curves
+
+
+def _guaranteed(validation: Signals, unlabeled: list[Signals], cfg: CalibrationConfig, eps: float) -> dict:
+    """Every servable and study strategy's fastest setting certified at each epsilon."""
+    settings = cfg.guarantee
+    parts = [validation]
+    if settings.unlabeled:
+        if not unlabeled:
+            raise De3Error("calibration.guarantee.unlabeled: this task has no unlabeled split (GLUE's submit split) "
+                           "in its signals; set unlabeled: false")
+        parts += unlabeled
+    pooled = Signals.pool(parts) if len(parts) > 1 else validation
+    names = [n for n in calibrated_names(cfg) if not lookup(n).analysis_only]
+    grids = {n: lookup(n).rule.grid(cfg) for n in names}
+    return {
+        "risk": settings.risk,
+        "delta": settings.delta,
+        "method": settings.method,
+        "n": pooled.num_samples,
+        "splits": [str(p.meta.get("split")) for p in parts],
+        "strategies": guaranteed_points(pooled, names, grids, eps, settings.risk, settings.epsilon, settings.delta,
+                                        settings.method),
+    }

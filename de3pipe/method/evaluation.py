@@ -18,7 +18,9 @@ from de3pipe.infra.io import atomic_file
 from de3pipe.infra.layout import EvaluationFiles
 from de3pipe.method.curves import full_model_curve, interpolate
 from de3pipe.method.metrics import exit_histogram, layer_speedup, primary_metric, task_metrics
-from de3pipe.method.operating_points import Target, curve_points, operating_points, sensitivity_points
+from de3pipe.method.guarantee import losses
+from de3pipe.method.operating_points import (Guaranteed, Target, certified_points, curve_points, operating_points,
+                                             sensitivity_points)
 from de3pipe.method.signals import Signals
 from de3pipe.method.strategies import lookup, replay_named
 
@@ -36,20 +38,22 @@ class _PointStore:
     """Per-example exits and predictions of every evaluated point, for the bootstrap."""
 
     def __init__(self):
-        self.rows: list[tuple[str, str, float, float, np.ndarray, np.ndarray]] = []
+        self.rows: list[tuple[str, str, float, float, str, np.ndarray, np.ndarray]] = []
 
-    def add(self, name: str, kind: str, target: Target, knob_value: float, exit_layer: np.ndarray,
+    def add(self, name: str, kind: str, target: Target | Guaranteed, knob_value: float, exit_layer: np.ndarray,
             prediction: np.ndarray):
-        self.rows.append((name, kind, target.value, knob_value, exit_layer, prediction))
+        guarantee = target.key if isinstance(target, Guaranteed) else ""
+        self.rows.append((name, kind, target.value, knob_value, guarantee, exit_layer, prediction))
 
     def arrays(self, signals: Signals) -> dict[str, np.ndarray]:
-        names, kinds, targets, knob_values, exits, predictions = zip(*self.rows, strict=True)
+        names, kinds, targets, knob_values, guarantees, exits, predictions = zip(*self.rows, strict=True)
         return {
             "strategy": np.array(names),
             "kind": np.array(kinds),
             "target": np.array(targets, dtype=np.float64),
             # the secondary knob's value at a sensitivity point ("lambda" rows), else NaN
             "knob_value": np.array(knob_values, dtype=np.float64),
+            "guarantee": np.array(guarantees),  # a guaranteed point's key ("accuracy_drop-0.02"), else ""
             "exit_layer": np.stack(exits).astype(np.int16),
             "prediction": np.stack(predictions).astype(np.int16),
             "labels": signals.labels.astype(np.int64),
@@ -90,6 +94,9 @@ def evaluate(signals: Signals, thresholds: dict) -> tuple[dict, pd.DataFrame, pd
         store.add(point.name, "target", point.target, float("nan"), exit_layer, prediction)
         exits.append(pd.DataFrame({"idx": signals.idx, "strategy": point.name, "target": point.target.key,
                                    "exit_layer": exit_layer, "prediction": prediction, "label": signals.labels}))
+    guaranteed = _guaranteed(signals, thresholds, task, store, exits)
+    if guaranteed:
+        results["guaranteed"] = guaranteed
     curve_rows = []
     for point in curve_points(thresholds):
         exit_layer, prediction = replay_named(point.name, point.strategy, signals)
@@ -117,7 +124,8 @@ def headline(results: dict, curves: pd.DataFrame) -> dict[str, dict]:
     the point frozen for the target, and ``matched``, the metric of the strategy's calibrated test
     curve at exactly that speed-up (the comparison protocol's figure for one run: the curve, with
     the full model at 1x, sorted by speed-up and linearly interpolated; absent where the curve does
-    not reach it). The full detail stays in metrics.json."""
+    not reach it). Each guaranteed point adds ``<strategy>@<risk>-<epsilon>``: its test metric,
+    speed-up and risk. The full detail stays in metrics.json."""
     metric = primary_metric(get_task(results["task"]))
     full = results["full_model"][metric]
     records: dict[str, dict] = {"full": {"metric": round(full, 4)}}
@@ -133,7 +141,36 @@ def headline(results: dict, curves: pd.DataFrame) -> dict[str, dict]:
                 matched = interpolate(speedups[:, None], metrics[:, None], np.array([target.speedup]))
                 record["matched"] = round(float(matched[0, 0]), 4)
             records[f"{name}@{target}x"] = record
+    for name, points in results.get("guaranteed", {}).items():
+        for key, point in points.items():  # the risk is on the 0-1 scale, as the metric
+            records[f"{name}@{key}"] = {"metric": round(point[metric], 4), "speedup": round(point["speedup"], 3),
+                                        "risk": round(point["risk"], 4)}
     return records
+
+
+def _guaranteed(signals: Signals, thresholds: dict, task: GlueTask, store: _PointStore, exits: list) -> dict:
+    """Each guaranteed point on test: its speed-up, its risk (the rate its guarantee bounds) and
+    whether that rate exceeds epsilon, beside the task's metrics."""
+    out: dict = {}
+    full = signals.pred[:, -1]
+    for point in certified_points(thresholds):
+        exit_layer, prediction = replay_named(point.name, point.strategy, signals)
+        risk = float(losses(point.target.risk, prediction, full, signals.labels).mean())
+        entry = point.entry
+        out.setdefault(point.name, {})[point.target.key] = {
+            "knobs": entry["knobs"],
+            "risk_name": entry["risk"],
+            **{k: entry[k] for k in ("epsilon", "delta", "method", "n", "certified_bound", "calibration_speedup")},
+            "risk": risk,  # on test
+            "exceeds_epsilon": risk > entry["epsilon"],
+            "speedup": layer_speedup(exit_layer, signals.num_layers),
+            "exit_histogram": exit_histogram(exit_layer, signals.num_layers),
+            **task_metrics(task, signals.labels, prediction),
+        }
+        store.add(point.name, "guarantee", point.target, float("nan"), exit_layer, prediction)
+        exits.append(pd.DataFrame({"idx": signals.idx, "strategy": point.name, "target": point.target.key,
+                                   "exit_layer": exit_layer, "prediction": prediction, "label": signals.labels}))
+    return out
 
 
 def _sensitivity(signals: Signals, thresholds: dict, task: GlueTask, store: _PointStore) -> dict:

@@ -53,6 +53,45 @@ class Target:
         return self.key
 
 
+@dataclass(frozen=True)
+class Guaranteed:
+    """A guaranteed point's name (method/guarantee.py): the risk it bounds and the bound,
+    ``accuracy_drop-0.02`` in every file; :meth:`parse` is the one way back."""
+
+    risk: str
+    epsilon: float
+
+    @classmethod
+    def parse(cls, value: str | Guaranteed) -> Guaranteed | None:
+        """The guarantee a key names, or None when it names none (a speed-up target)."""
+        if isinstance(value, Guaranteed):
+            return value
+        risk, _, epsilon = str(value).rpartition("-")
+        if not risk or not risk.replace("_", "").isalpha():
+            return None
+        try:
+            return cls(risk, float(epsilon))
+        except ValueError:
+            return None
+
+    @property
+    def key(self) -> str:
+        return f"{self.risk}-{self.epsilon:g}"
+
+    @property
+    def value(self) -> float:
+        """No target speed-up: NaN, as for ``any``."""
+        return math.nan
+
+    def __str__(self) -> str:
+        return self.key
+
+
+def point_key(value: str | float | Target | Guaranteed) -> Target | Guaranteed:
+    """A target speed-up ("2", 1.5) or a guarantee ("accuracy_drop-0.02")."""
+    return Guaranteed.parse(value) or Target.parse(value) if not isinstance(value, Target) else value
+
+
 def speedup_key(speedup: float) -> str:
     """The text form of a speed-up (a target's, or a matched speed-up's) in every file."""
     return Target(float(speedup)).key
@@ -61,7 +100,7 @@ def speedup_key(speedup: float) -> str:
 @dataclass(frozen=True)
 class FrozenPoint:
     name: str  # registered strategy name
-    target: Target
+    target: Target | Guaranteed
     strategy: Strategy
     entry: dict  # the calibration entry (knobs, validation speed-up and metric, status)
 
@@ -83,10 +122,10 @@ def frozen_eps(thresholds: dict) -> float:
 
 
 def frozen(strategies: dict, eps: float) -> list[FrozenPoint]:
-    """``{name: {target key: calibration entry}}`` as points."""
+    """``{name: {target or guarantee key: calibration entry}}`` as points."""
     try:
         return [
-            FrozenPoint(name, Target.parse(target), make_strategy(name, eps, **entry["knobs"]), entry)
+            FrozenPoint(name, point_key(target), make_strategy(name, eps, **entry["knobs"]), entry)
             for name, targets in strategies.items()
             for target, entry in targets.items()
         ]
@@ -113,6 +152,36 @@ def curve_points(thresholds: dict) -> list[FrozenPoint]:
     return frozen(by_target, frozen_eps(thresholds))
 
 
+def certified_points(thresholds: dict) -> list[FrozenPoint]:
+    """Every guaranteed point (none where calibration certified none)."""
+    guaranteed = thresholds.get("guaranteed")
+    if guaranteed is None:
+        return []
+    if not isinstance(guaranteed, dict) or not isinstance(guaranteed.get("strategies"), dict):
+        raise De3Error("the thresholds file's guaranteed points are malformed; re-run `de3pipe calibrate`")
+    return frozen(guaranteed["strategies"], frozen_eps(thresholds))
+
+
+def describe_guarantees(thresholds: dict) -> list[str]:
+    """One sentence per guaranteed point, as a model's description states it."""
+    guaranteed = thresholds.get("guaranteed")
+    if not guaranteed:
+        return []
+    words = {"accuracy_drop": "loses at most {e} accuracy (the full model right, the exit wrong on at most {e} of texts)",
+             "disagreement": "changes at most {e} of the full model's predictions"}
+    out = []
+    for point in certified_points(thresholds):
+        entry, guarantee = point.entry, point.target
+        share = f"{guarantee.epsilon:.0%}" if guarantee.epsilon * 100 == round(guarantee.epsilon * 100) else f"{guarantee.epsilon:g}"
+        out.append(
+            f"{point.name}@{guarantee.key}: {words[guarantee.risk].format(e=share)} with probability >= "
+            f"{1 - entry['delta']:g} (Learn-then-Test, {entry['method']}, n = {entry['n']} calibration examples, "
+            f"certified bound {entry['certified_bound']:.4f}); {entry['calibration_speedup']:.2f}x fewer layers on "
+            "the calibration examples" + ("" if entry["status"] == "ok" else f"; {entry['status']}")
+        )
+    return out
+
+
 def sensitivity_points(thresholds: dict) -> list[tuple[float, FrozenPoint]]:
     """The secondary-knob sensitivity points: (the knob's value, the point frozen with it fixed)."""
     eps = frozen_eps(thresholds)
@@ -126,14 +195,18 @@ def sensitivity_points(thresholds: dict) -> list[tuple[float, FrozenPoint]]:
 
 def servable_point(thresholds: dict, source: Path, name: str, target: str | float | Target) -> FrozenPoint:
     """The point ``name``@``target`` for classifying new texts, or one line saying what is available."""
-    wanted = Target.parse(target)
-    points = {(p.name, p.target): p for p in operating_points(thresholds)}
+    wanted = point_key(target)
+    points = {(p.name, p.target): p for p in operating_points(thresholds) + certified_points(thresholds)}
     if (name, wanted) not in points:
         available = ", ".join(f"{n}@{t}" for n, t in points if lookup(n).servable)
-        raise De3Error(f"no calibrated point {name}@{wanted}x in {source}; available: {available}")
+        raise De3Error(f"no calibrated point {name}@{_shown(wanted)} in {source}; available: {available}")
     entry = lookup(name)
     if entry.is_variant:
         raise De3Error(f"{name} is a study analysis replayed on stored signals; classify with de3 or entropy")
     if entry.analysis_only:
         raise De3Error(f"the {name} strategy needs gold labels and cannot classify new texts")
     return points[(name, wanted)]
+
+
+def _shown(target: Target | Guaranteed) -> str:
+    return f"{target}x" if isinstance(target, Target) and target.speedup is not None else str(target)

@@ -190,6 +190,25 @@ class Signals:
             raise De3Error(f"signals file {path} is malformed: {problem}; re-run `de3pipe signals`")
         return cls(**arrays, meta=meta, source=path)
 
+    def subset(self, rows: np.ndarray) -> Signals:
+        """The signals of the examples ``rows`` (indices or a mask), in that order."""
+        arrays = {name: getattr(self, name)[rows] for name in self.ARRAYS}
+        arrays |= {name: getattr(self, name)[rows] for name in self.CONTROL_ARRAYS if getattr(self, name) is not None}
+        return Signals(**arrays, meta=dict(self.meta))
+
+    @classmethod
+    def pool(cls, parts: list[Signals]) -> Signals:
+        """The examples of several splits of one model as one set (labels stay -1 where a split
+        has none); the meta of the first, its split naming them all (``validation+submit``)."""
+        first = parts[0]
+        if any(p.meta.get("task") != first.meta.get("task") or p.num_layers != first.num_layers for p in parts):
+            raise De3Error("only the signals of one task and one model can be pooled")
+        arrays = {name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.ARRAYS}
+        if all(p.has_controls for p in parts):
+            arrays |= {name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.CONTROL_ARRAYS}
+        meta = dict(first.meta) | {"split": "+".join(str(p.meta.get("split")) for p in parts)}
+        return cls(**arrays, meta=meta)
+
     @classmethod
     def concatenate(cls, layers: list[list[LayerSignals]], labels: np.ndarray, idx: np.ndarray, meta: dict) -> Signals:
         """Build from per-batch lists of per-layer signals (``layers[b][m]``)."""

@@ -33,10 +33,13 @@ if TYPE_CHECKING:
 State = dict[str, np.ndarray]
 
 
-def threshold_grid(values: np.ndarray, n: int) -> np.ndarray:
+def threshold_grid(values: np.ndarray, n: int | None) -> np.ndarray:
     """Thresholds between consecutive quantiles of ``values`` plus both ends: each one sits
-    between observed values, so tiny float differences never flip a decision."""
-    quantiles = np.unique(np.quantile(values.astype(np.float64), np.linspace(0, 1, n)))
+    between observed values, so tiny float differences never flip a decision. ``n=None`` is
+    every observed value: a threshold in each gap between consecutive distinct values, so the
+    grid holds every decision any threshold could make on ``values`` (the guarantee needs this)."""
+    values = values.astype(np.float64)
+    quantiles = np.unique(values if n is None else np.quantile(values, np.linspace(0, 1, n)))
     span = max(float(quantiles[-1] - quantiles[0]), 1e-6)
     middles = (quantiles[:-1] + quantiles[1:]) / 2
     return np.concatenate([[quantiles[0] - span], middles, [quantiles[-1] + span]])
@@ -99,9 +102,11 @@ class Strategy(ABC):
 
     @classmethod
     @abstractmethod
-    def knob_grid(cls, signals: Signals, grid: dict[str, list], n_thresholds: int, eps: float) -> Iterator[dict]:
+    def knob_grid(cls, signals: Signals, grid: dict[str, list], n_thresholds: int | None, eps: float
+                  ) -> Iterator[dict]:
         """Every knob setting calibration tries on ``signals`` (the validation split), from the
-        configurable knobs' values ``grid`` and ``n_thresholds`` thresholds per curve."""
+        configurable knobs' values ``grid`` and ``n_thresholds`` thresholds per curve (None:
+        every gap between observed values, :func:`threshold_grid`)."""
 
     def knobs(self) -> dict:
         """The knobs that define this operating point (``eps`` is the run's, not a knob)."""

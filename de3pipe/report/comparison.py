@@ -30,7 +30,8 @@ import pandas as pd
 from de3pipe.config import ReportConfig
 from de3pipe.errors import De3Error
 from de3pipe.method.curves import area_grid, interpolate, mean_curve, mean_over_grid
-from de3pipe.method.operating_points import speedup_key
+from de3pipe.method.guarantee import losses
+from de3pipe.method.operating_points import Guaranteed, speedup_key
 
 
 # ---- weighted metrics: every bootstrap replicate is a column of example weights ----
@@ -117,19 +118,23 @@ class RunPoints:
     exit_layer: np.ndarray  # (Q, N)
     prediction: np.ndarray  # (Q, N)
 
-    TABLE_COLUMNS = ("strategy", "kind", "target", "knob_value")
+    TABLE_COLUMNS = ("strategy", "kind", "target", "knob_value", "guarantee")
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], seed: int | None) -> RunPoints:
-        """From the arrays evaluation stores (``points.npz``)."""
+        """From the arrays evaluation stores (``points.npz``; one without guaranteed points lacks ``guarantee``)."""
+        arrays = {"guarantee": np.full(len(arrays["strategy"]), "")} | dict(arrays)
         table = pd.DataFrame({k: arrays[k] for k in cls.TABLE_COLUMNS})
         table["row"] = np.arange(len(table))
         return cls(seed, arrays["labels"], arrays["idx"], arrays["full_prediction"], int(arrays["num_layers"]),
                    table, arrays["exit_layer"], arrays["prediction"])
 
-    def rows(self, strategy: str, kind: str, target: float | None = None, knob_value: float | None = None) -> np.ndarray:
+    def rows(self, strategy: str, kind: str, target: float | None = None, knob_value: float | None = None,
+             guarantee: str | None = None) -> np.ndarray:
         t = self.table
         mask = (t["strategy"] == strategy) & (t["kind"] == kind)
+        if guarantee is not None:
+            mask &= t["guarantee"] == guarantee
         if target is not None:
             mask &= np.isclose(t["target"], target)
         if knob_value is not None:
@@ -228,6 +233,9 @@ class TaskComparison:
     calibration_error: dict = field(default_factory=dict)  # strategy -> target -> Estimate (relative)
     mean_calibration_error: dict = field(default_factory=dict)  # strategy -> mean |relative error| over targets
     per_lambda: dict = field(default_factory=dict)  # secondary-knob value -> target -> {"metric", "speedup"}
+    # the guaranteed view: strategy -> guarantee key -> {"speedup", "risk", "metric": Estimate, "epsilon"}
+    guaranteed: dict = field(default_factory=dict)
+    guarantee_differences: dict = field(default_factory=dict)  # comparison -> guarantee key -> Estimate (speed-up)
 
     @property
     def learned(self) -> bool:
@@ -287,7 +295,51 @@ def compare_task(task: str, metric: str, runs: list[RunPoints], cfg: ReportConfi
                                                areas[reference][1] - areas[other][1], paired=True)
             out.differences[other] = entry
     _target_view(out, runs, design, metric, cfg)
+    _guaranteed_view(out, runs, design, metric, cfg)
     return out
+
+
+def weighted_risk(risk: str, run: RunPoints, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The rate of ``risk``'s losses of each point ``rows`` under each weight column: (Q, B)."""
+    hits = losses(risk, run.prediction[rows], run.full_prediction, run.labels).astype(np.float64)
+    return hits @ weights / weights.sum(0)
+
+
+def _guaranteed_view(out: TaskComparison, runs, design, metric, cfg: ReportConfig) -> None:
+    """Speed-up at a guaranteed loss: each guaranteed point's test speed-up, risk and metric, and
+    the reference's speed-up minus each ``compare_against`` strategy's at the same guarantee."""
+    table = runs[0].table
+    rows = table[table["kind"] == "guarantee"]
+    if rows.empty:
+        return
+    names = [n for n in dict.fromkeys(rows["strategy"]) if all(n in r.strategies("guarantee") for r in runs)]
+    keys = list(dict.fromkeys(rows["guarantee"]))
+    speedups = {}
+    for name in names:
+        for key in keys:
+            guarantee = Guaranteed.parse(key)
+
+            def three(r, w, name=name, key=key, guarantee=guarantee):
+                row = r.rows(name, "guarantee", guarantee=key)
+                return np.stack([weighted_speedup(r.exit_layer[row], r.num_layers, w)[0],
+                                 weighted_risk(guarantee.risk, r, row, w)[0],
+                                 weighted_metric(metric, r.labels, r.prediction[row], w)[0]])
+
+            values, reps = _per_seed(runs, design, three)
+            speedups[name, key] = (values[:, 0], reps[:, 0])
+            out.guaranteed.setdefault(name, {})[key] = {
+                "speedup": design.combine(values[:, 0], reps[:, 0]),
+                "risk": design.combine(values[:, 1], reps[:, 1]),
+                "metric": design.combine(values[:, 2], reps[:, 2]),
+                "epsilon": guarantee.epsilon,
+            }
+    reference = cfg.reference
+    for other in (c for c in cfg.compare_against if c in names and c != reference and reference in names):
+        out.guarantee_differences[other] = {
+            key: design.combine(speedups[reference, key][0] - speedups[other, key][0],
+                                speedups[reference, key][1] - speedups[other, key][1], paired=True)
+            for key in keys
+        }
 
 
 def _curves(runs, design, metric, name, full_values, full_reps) -> CurveSet:
@@ -345,10 +397,11 @@ def _target_view(out: TaskComparison, runs, design, metric, cfg: ReportConfig) -
                                                                              "speedup": design.combine(sv, sr)}
 
 
-def correct_differences(comparisons: list[TaskComparison], cfg: ReportConfig) -> int:
-    """Adjust the p-values of the table of differences (every comparison x speed-up/area x learned
+def correct_differences(comparisons: list[TaskComparison], cfg: ReportConfig, table: str = "differences") -> int:
+    """Adjust the p-values of one table of differences (``differences``: every comparison x
+    speed-up/area x learned task; ``guarantee_differences``: every comparison x guarantee x learned
     task) together and mark the significant ones; returns the family's size."""
-    family = [e for c in comparisons if c.learned for d in c.differences.values() for e in d.values()]
+    family = [e for c in comparisons if c.learned for d in getattr(c, table).values() for e in d.values()]
     for estimate, adjusted in zip(family, adjust([e.p for e in family], cfg.correction), strict=True):
         estimate.p_adjusted = adjusted
         estimate.significant = adjusted < cfg.alpha
@@ -448,6 +501,7 @@ def summarise(runs: list[dict], cfg: ReportConfig) -> tuple[dict, list[TaskCompa
                 entry["unreachable"] = any(r["strategies"][name][target]["calibration_status"] != "ok" for r in task_runs)
         comparisons.append(comparison)
     family = correct_differences(comparisons, cfg)
+    guarantee_family = correct_differences(comparisons, cfg, "guarantee_differences")
     summary: dict = {
         "seeds": sorted({run.get("seed") for run in runs}),
         "protocol": {
@@ -456,11 +510,18 @@ def summarise(runs: list[dict], cfg: ReportConfig) -> tuple[dict, list[TaskCompa
             "correction": cfg.correction,
             "alpha": cfg.alpha,
             "tests_in_family": family,
+            "guarantee_tests_in_family": guarantee_family,
             "matched_speedups": cfg.matched_speedups,
             "reference": cfg.reference,
         },
         "tasks": {},
     }
+    settings = [(task, point) for task, task_runs in by_task.items() for run in task_runs
+                for points in run.get("guaranteed", {}).values() for point in points.values()]
+    if settings:
+        first = settings[0][1]
+        summary["guarantee"] = {"risk": first["risk_name"], "delta": first["delta"], "method": first["method"],
+                                "n": {task: point["n"] for task, point in settings}}
     for comparison in comparisons:
         task_runs = by_task[comparison.task]
         entry = _as_dict(comparison)

@@ -7,8 +7,8 @@ import numpy as np
 from de3pipe.config import ReportConfig
 from de3pipe.report.tables import interval
 
-def _said(e: dict) -> str:
-    text = interval(e, signed=True)
+def _said(e: dict, speedup: bool = False) -> str:
+    text = f"{e['value']:+.2f}× [{e['low']:+.2f}, {e['high']:+.2f}]" if speedup else interval(e, signed=True)
     if e.get("identical"):
         return "0 (identical exits)"
     verdict = "significant" if e.get("significant") else "not significant"
@@ -40,6 +40,10 @@ def findings(summary: dict, cfg: ReportConfig) -> list[str]:
         significant = [f"{other} at {k}{'' if k == 'area' else '×'} ({interval(v, signed=True)})"
                        for other, d in e["differences"].items() for k, v in d.items() if v.get("significant")]
         out.append(f"{task}: differences significant after correction: " + (", ".join(significant) or "none") + ".")
+        for other, by_key in e.get("guarantee_differences", {}).items():
+            if by_key:
+                out.append(f"{task}: speed-up at a guaranteed loss, {cfg.reference} − {other}: " + "; ".join(
+                    f"{key} {_said(v, speedup=True)}" for key, v in by_key.items()) + ".")
         errors = {n: error * 100 for n, error in e["mean_calibration_error"].items()}
         shown = [n for n in (cfg.reference, *cfg.compare_against) if n in errors]
         if shown:

@@ -69,6 +69,7 @@ def markdown(summary: dict) -> str:
                      interval(gate["difference"], signed=True), "learned" if gate["learned"] else "**not learned**"])
     lines += _table(["task", "metric", "full model", "trivial predictor", "its score", "full − trivial", "verdict"], rows)
     headers = _task_headers(summary)
+    lines += _guarantee_markdown(summary, entries, headers)
     speedups = [f"{s:g}" for s in protocol["matched_speedups"]]
     rows = [["full model", "1×", *(interval(e["gate"]["full_model"]) for e in entries)]]
     for s in speedups:
@@ -117,6 +118,67 @@ def _differences_markdown(summary, tasks, entries, headers, speedups) -> list[st
         "Differences in brackets belong to tasks that did not learn and are not tested.", "",
         *_table(["comparison", "at", *headers], rows),
     ]
+
+
+def _speedup(e: dict | None, signed: bool = False) -> str:
+    """A speed-up and its interval, two decimals; '–' where there is none."""
+    if not e:
+        return "–"
+    f = "{:+.2f}" if signed else "{:.2f}"
+    if e["low"] == e["high"] == e["value"]:
+        return f"{f.format(e['value'])}× (exact)"
+    return f"{f.format(e['value'])}× [{f.format(e['low'])}, {f.format(e['high'])}]"
+
+
+def _guarantee_markdown(summary, entries, headers) -> list[str]:
+    """The guaranteed view: test speed-up and risk of each strategy's certified point per epsilon,
+    then the reference's speed-up minus each comparison's at the same guarantee."""
+    names = [n for n in registry() if any(n in e.get("guaranteed", {}) for e in entries)]
+    if not names:
+        return []
+    keys = list(dict.fromkeys(k for e in entries for points in e.get("guaranteed", {}).values() for k in points))
+    protocol = summary["protocol"]
+    guarantee = summary.get("guarantee", {})
+    rows = []
+    for key in keys:
+        for name in names:
+            cells = []
+            for e in entries:
+                point = e.get("guaranteed", {}).get(name, {}).get(key)
+                cells.append("–" if not point else
+                             f"{_speedup(point['speedup'])}; risk {interval(point['risk'], scale=100.0)}%")
+            rows.append([name, key, *cells])
+    lines = [
+        "", "## Speed-up at a guaranteed loss (the view for shipping)", "",
+        f"Each strategy's fastest setting that Learn-then-Test certifies on the calibration examples to keep the "
+        f"{guarantee.get('risk', 'risk')} rate at most ε with probability ≥ {1 - guarantee.get('delta', 0.1):g} "
+        f"({guarantee.get('method', '')}, fixed-sequence testing, Bonferroni over a secondary knob's values; "
+        "calibration examples: " + ", ".join(f"{t} {n}" for t, n in guarantee.get("n", {}).items()) + "), applied "
+        "once to test. Cells: achieved test layer "
+        "speed-up and the test risk (%), each with its bootstrap interval. The risk is a rate of examples: it bounds "
+        "the accuracy lost (accuracy_drop) or the predictions changed (disagreement), not F1 or MCC.", "",
+        *_table(["strategy", "guarantee", *headers], rows),
+    ]
+    comparisons = list(dict.fromkeys(c for e in entries for c in e.get("guarantee_differences", {})))
+    if comparisons:
+        rows = []
+        for other in comparisons:
+            for key in keys:
+                cells = []
+                for e in entries:
+                    value = e.get("guarantee_differences", {}).get(other, {}).get(key)
+                    text = _speedup(value, signed=True) if value else "–"
+                    if value and e["gate"]["learned"] and value.get("significant"):
+                        text = f"**{text}** ✱"
+                    cells.append(text if e["gate"]["learned"] or not value else f"({text})")
+                rows.append([f"{protocol['reference']} − {other}", key, *cells])
+        lines += [
+            "", f"{protocol['reference']}'s test speed-up minus the other's at the same guarantee, paired per seed and "
+            "bootstrap replicate. **Bold** with ✱: significant after the same correction over the "
+            f"{protocol.get('guarantee_tests_in_family', 0)} differences of this table in learned tasks.", "",
+            *_table(["comparison", "guarantee", *headers], rows),
+        ]
+    return lines
 
 
 def _area_markdown(entries, tasks, headers) -> list[str]:

@@ -1,6 +1,6 @@
 """Stage 5 of the pipeline: sweep every strategy's knobs on the validation split and freeze one
-operating point per named target and per point of each strategy's dense curve grid
-(``thresholds.json``, with the validation curves in ``curves.csv``)."""
+operating point per named target, per point of each strategy's dense curve grid and per
+guaranteed risk level (``thresholds.json``, with the validation curves in ``curves.csv``)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,15 @@ from de3pipe.method.signals import Signals
 
 def run(signals: Path, out: Path, cfg: Config, overwrite: bool = False) -> dict:
     """Write ``thresholds.json`` and ``curves.csv`` into ``out``; returns the thresholds."""
-    validation = Signals.load(SignalFiles(signals).split("validation") if signals.is_dir() else signals)  # or one .npz
+    folder = SignalFiles(signals) if signals.is_dir() else None  # a signals folder, or one .npz
+    validation = Signals.load(folder.split("validation") if folder else signals)
+    guarantee = cfg.calibration.guarantee
+    unlabeled = [Signals.load(p) for p in folder.submits()] if folder and guarantee and guarantee.unlabeled else []
     files = CalibrationFiles(out)
     refuse_existing([files.thresholds, files.curves], overwrite)
     with tracking.stage_run(cfg, "calibrate", validation.meta["task"], ("calibration",)) as logger:
         tracking.log_signals_input(logger, validation)
-        thresholds, curves = calibrate(validation, cfg.calibration, cfg.signals.eps)
+        thresholds, curves = calibrate(validation, cfg.calibration, cfg.signals.eps, unlabeled)
         with atomic_file(files.curves) as handle:
             curves.to_csv(handle, index=False)
         write_thresholds(files.thresholds, thresholds)

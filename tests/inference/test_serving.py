@@ -30,7 +30,8 @@ def _post(port: int, body) -> tuple[int, dict]:
 def test_the_registered_model_serves_what_predict_answers(tiny_config, tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sets = [*stage_overrides(tiny_config.model.name_or_path, tiny_config.data.glue_dir), "--set", "tracking.enabled=true",
-            "--set", f"tracking.uri={uri}", "--set", "serving.max_texts=4", "--set", "serving.max_characters=500"]
+            "--set", f"tracking.uri={uri}", "--set", "serving.max_texts=4", "--set", "serving.max_characters=500",
+            "--set", "calibration.guarantee.epsilon=[0.3]"]
     tracking_before = os.environ.get("MLFLOW_TRACKING_URI")
     run_every_stage(tmp_path, sets)
     assert os.environ.get("MLFLOW_TRACKING_URI") == tracking_before, "logging the model leaks no tracking URI"
@@ -40,6 +41,8 @@ def test_the_registered_model_serves_what_predict_answers(tiny_config, tmp_path,
     client = MlflowClient(tracking_uri=uri)
     versions = client.search_model_versions(f"name = '{registered_name('sst2')}'")
     assert [str(v.version) for v in versions] == ["1"]
+    description = versions[0].description  # the version states its guarantees
+    assert "Guaranteed points" in description and "de3@accuracy_drop-0.3: loses at most 30% accuracy" in description
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the registry the models:/ URI resolves in
     info = __import__("mlflow").models.get_model_info(f"models:/{registered_name('sst2')}/1")
     assert info.signature.inputs.to_dict() == [{"type": "string", "required": True}]  # the schema says strings
@@ -54,6 +57,8 @@ def test_the_registered_model_serves_what_predict_answers(tiny_config, tmp_path,
     with serving_process(command, tmp_path / "serve.log", f"http://127.0.0.1:{port}/ping", env) as (process, _):
         served = _post(port, {"inputs": TEXTS, "params": {"strategy": "entropy", "target": "2"}})[1]["predictions"]
         served_de3 = _post(port, {"inputs": TEXTS})[1]["predictions"]
+        guaranteed = _post(port, {"inputs": TEXTS, "params": {"strategy": "entropy", "target": "accuracy_drop-0.3"}})
+        assert guaranteed[0] == 200 and len(guaranteed[1]["predictions"]) == 3
         bad_requests = {
             "null and a number": ({"inputs": [123, None]}, "input 0: expected a string, got a number (123)"),
             "a null among texts": ({"inputs": ["fine", None]}, "input 1: expected a string, got null"),

@@ -150,7 +150,7 @@ def test_a_corrupt_or_missing_points_file(results, tmp_path, damage):
 
 def test_load_points_directly(results):
     points = load_points(RunLayout.of(results, "sst2", 2).evaluation.points, seed=7)
-    assert points.seed == 7 and list(points.table.columns) == ["strategy", "kind", "target", "knob_value", "row"]
+    assert points.seed == 7 and list(points.table.columns) == ["strategy", "kind", "target", "knob_value", "guarantee", "row"]
     assert set(points.table["kind"]) == {"target", "curve"}
 
 

@@ -220,3 +220,29 @@ def _envelope_area(speedup, metric, upper):
     grid = np.linspace(1.0, upper, 201)
     best = np.array([metric[speedup >= s - 1e-9].max() if (speedup >= s - 1e-9).any() else np.nan for s in grid])
     return float(np.nanmean((best[1:] + best[:-1]) / 2))
+
+
+def test_the_guaranteed_view_bootstraps_speedup_and_risk_and_compares_at_equal_guarantee():
+    from de3pipe.config import GuaranteeConfig
+
+    cfg = CalibrationConfig(n_thresholds=40, strategies=["de3", "entropy", "static"],
+                            guarantee=GuaranteeConfig(epsilon=[0.05, 0.1]))
+    thresholds, _ = calibrate(random_signals(n=500, seed=11), cfg, 1e-8)
+    results, _, _, arrays = evaluate(random_signals(n=400, seed=12), thresholds)
+    run = RunPoints.from_arrays(arrays, 1)
+    report = ReportConfig(bootstrap_samples=200, compare_against=["entropy", "static"])
+    comparison = compare_task("sst2", "accuracy", [run], report)
+    view = comparison.guaranteed
+    assert set(view) == {"de3", "entropy", "static"} and set(view["de3"]) == {"accuracy_drop-0.05", "accuracy_drop-0.1"}
+    for name, points in view.items():
+        for key, entry in points.items():
+            on_test = results["guaranteed"][name][key]
+            assert entry["speedup"].value == pytest.approx(on_test["speedup"])
+            assert entry["risk"].value == pytest.approx(on_test["risk"])
+            assert entry["risk"].low <= entry["risk"].value <= entry["risk"].high
+    difference = comparison.guarantee_differences["entropy"]["accuracy_drop-0.1"]
+    assert difference.value == pytest.approx(view["de3"]["accuracy_drop-0.1"]["speedup"].value
+                                             - view["entropy"]["accuracy_drop-0.1"]["speedup"].value)
+    assert difference.p is not None and difference.low <= difference.value <= difference.high
+    comparison.gate["learned"] = True
+    assert correct_differences([comparison], report, "guarantee_differences") == 4
