@@ -2,12 +2,12 @@
 # tests and do not run in CI. They measure the finished runs of the reproduction study
 # (`snakemake all --cores 2 --configfile config/study.yaml`, results/study); BENCH_RESULTS=data
 # measures the default run instead. BENCH_ARGS go to the inference benchmark.
-.PHONY: bench bench-inference bench-training bench-serving bench-reruns study
+.PHONY: bench bench-inference bench-training bench-serving bench-reruns bench-guarantee study
 
 BENCH_RESULTS ?= results/study
 BENCH_ARGS ?= --seeds 1 --max-samples 256
 
-bench: bench-inference bench-training bench-serving bench-reruns
+bench: bench-inference bench-training bench-serving bench-reruns bench-guarantee
 	python benchmarks/summarize.py
 
 bench-inference:
@@ -23,6 +23,11 @@ bench-serving:
 # Precision x threads on the tiny config, and the default run against its committed figures.
 bench-reruns:
 	python benchmarks/reruns.py --default
+
+# The guarantee's validity and efficiency: 500 random splits of each task's labeled examples of the
+# default run, recalibrated from its stored signals.
+bench-guarantee:
+	python benchmarks/guarantee.py --results data --splits 500
 
 # The reproduction study: 4 tasks x 3 seeds (config/study.yaml). On a 2-core machine two
 # single-thread torch jobs at once go 1.6x faster than one job on both cores. The study's report

@@ -49,6 +49,15 @@ class SignalFiles:
         """The unlabeled official test splits' signals (GLUE's ``submit``, MNLI's two)."""
         return sorted(self.folder.glob("submit*.npz"))
 
+    @classmethod
+    def given(cls, path: Path, split: str) -> tuple[Path, list[Path]]:
+        """What a stage given ``path`` reads: a signals folder's ``<split>.npz`` and its unlabeled
+        splits, or ``path`` itself when it is one ``.npz`` file (with no unlabeled splits)."""
+        if Path(path).is_dir():
+            files = cls(Path(path))
+            return files.split(split), files.submits()
+        return Path(path), []
+
 
 @dataclass(frozen=True)
 class CalibrationFiles:

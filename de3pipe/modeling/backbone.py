@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
-from de3pipe.errors import De3Error
+from de3pipe.errors import De3Error, one_line
 from de3pipe.modeling.families import family_for_model_type, supported_families_text
 
 PACKAGED_PREFIX = "packaged:"
@@ -45,7 +45,7 @@ def load_config(path: str, trust_remote_code: bool = False):
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except OSError as exc:
         raise De3Error(
-            f"cannot load a model config from {path!r} ({exc}); offline, use a local folder or "
+            f"cannot load a model config from {path!r} ({one_line(exc)}); offline, use a local folder or "
             "packaged:all-MiniLM-L6-v2"
         ) from None
     if family_for_model_type(config.model_type) is None:
@@ -62,7 +62,7 @@ def load_pretrained(path: str, trust_remote_code: bool = False) -> nn.Module:
         return AutoModel.from_pretrained(path, config=config, trust_remote_code=trust_remote_code, use_safetensors=True)
     except OSError as exc:
         raise De3Error(
-            f"no safetensors weights for {path!r} ({exc}); de3pipe never unpickles pytorch_model.bin. "
+            f"no safetensors weights for {path!r} ({one_line(exc)}); de3pipe never unpickles pytorch_model.bin. "
             "Convert it once with transformers (from_pretrained, then save_pretrained(safe_serialization=True))"
         ) from None
 
@@ -71,7 +71,7 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrai
     try:
         return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise De3Error(f"cannot load a tokenizer from {path}: {exc}") from None
+        raise De3Error(f"cannot load a tokenizer from {path}: {one_line(exc)}") from None
 
 
 def detect_pooling(path: str, family_default: str) -> str:

@@ -17,10 +17,10 @@ from de3pipe.method.signals import Signals
 
 def run(signals: Path, out: Path, cfg: Config, overwrite: bool = False) -> dict:
     """Write ``thresholds.json`` and ``curves.csv`` into ``out``; returns the thresholds."""
-    folder = SignalFiles(signals) if signals.is_dir() else None  # a signals folder, or one .npz
-    validation = Signals.load(folder.split("validation") if folder else signals)
+    validation_file, unlabeled_files = SignalFiles.given(signals, "validation")
+    validation = Signals.load(validation_file)
     guarantee = cfg.calibration.guarantee
-    unlabeled = [Signals.load(p) for p in folder.submits()] if folder and guarantee and guarantee.unlabeled else []
+    unlabeled = [Signals.load(p) for p in unlabeled_files] if guarantee and guarantee.unlabeled else []
     files = CalibrationFiles(out)
     refuse_existing([files.thresholds, files.curves], overwrite)
     with tracking.stage_run(cfg, "calibrate", validation.meta["task"], ("calibration",)) as logger:

@@ -27,10 +27,11 @@ def run(signals: Path, thresholds: Path, out: Path, cfg: Config, model: Path | N
     """Write the evaluation folder ``out``; ``model`` and ``data`` allow the wall-clock timings
     and the logged model. Returns the metrics."""
     frozen = read_thresholds(thresholds)
-    test = Signals.load(SignalFiles(signals).split("test") if signals.is_dir() else signals)  # a folder or one .npz
+    test_file, submit_files = SignalFiles.given(signals, "test")
+    test = Signals.load(test_file)
     cfg = cfg.for_task(test.meta["task"])
     check_evaluation(cfg.evaluation)
-    submits = [Signals.load(p) for p in SignalFiles(signals).submits()] if signals.is_dir() else []
+    submits = [Signals.load(p) for p in submit_files]
     files = EvaluationFiles(out)
     refuse_existing([files.metrics, files.exits, files.test_curves, files.points, files.submission, files.headline],
                     overwrite)

@@ -109,9 +109,6 @@ def offline_hub_messages() -> list[str]:
     return messages
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: load_config and load_tokenizer embed transformers' offline "
-                   "OSError text verbatim, which holds a newline, so the De3Error the CLI prints is not one line "
-                   "(de3pipe/errors.py: 'The CLI prints its message on one line')")
 def test_offline_hub_errors_are_one_line(offline_hub):
     for message in offline_hub_messages():
         assert "\n" not in message, message

@@ -14,6 +14,7 @@ rule calibrate:
             "de3pipe/infra/layout.py",
             "de3pipe/method/__init__.py",
             "de3pipe/method/calibration.py",
+            "de3pipe/method/guarantee.py",
             "de3pipe/method/metrics.py",
             "de3pipe/method/operating_points.py",
             "de3pipe/method/signals.py",

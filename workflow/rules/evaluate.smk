@@ -25,6 +25,7 @@ rule evaluate:
             "de3pipe/method/__init__.py",
             "de3pipe/method/curves.py",
             "de3pipe/method/evaluation.py",
+            "de3pipe/method/guarantee.py",
             "de3pipe/method/metrics.py",
             "de3pipe/method/operating_points.py",
             "de3pipe/method/signals.py",

@@ -19,6 +19,8 @@ rule report:
             "de3pipe/infra/layout.py",
             "de3pipe/method/__init__.py",
             "de3pipe/method/curves.py",
+            "de3pipe/method/guarantee.py",
+            "de3pipe/method/metrics.py",
             "de3pipe/method/operating_points.py",
             "de3pipe/method/signals.py",
             "de3pipe/method/strategies.py",
