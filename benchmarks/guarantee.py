@@ -3,7 +3,12 @@ the labeled examples of validation and test are pooled and split at random, many
 calibration part and a test part of today's sizes. Each split recalibrates every strategy's
 guaranteed point from the stored signals (no model run) and applies it to its test part:
 
-- violation rate: how often the test risk exceeds epsilon (must be <= delta up to Monte Carlo error);
+- violation rate: how often the risk exceeds epsilon. Two ways: *partitions* (the issue's measure:
+  the pooled examples cut into today's calibration and test sizes, the test part's risk checked;
+  a finite test part adds its noise, and being the calibration part's complement it is
+  anti-correlated with it, so this rate may exceed delta for a valid procedure), and *iid, true
+  risk* (calibration sets drawn with replacement from the pool, whose own risk is then the true
+  risk: the guarantee's exact statement, which must hold at <= delta up to Monte Carlo error);
 - the same for the naive rule (the fastest setting whose calibration risk is <= epsilon);
 - efficiency: the test speed-up at the guarantee / the test speed-up of the fastest setting whose
   risk on that split's test part is <= epsilon (median over splits).
@@ -45,6 +50,13 @@ def iid_draws(rng, n_pool: int, n_calibration: int, splits: int) -> np.ndarray:
     return rng.multinomial(n_calibration, np.full(n_pool, 1 / n_pool), size=splits).T.astype(np.float32)
 
 
+def middle_of_tie(sequence: np.ndarray, exit_sum: np.ndarray, hits: np.ndarray, chosen: int) -> int:
+    """The pooled grid holds several thresholds in one gap of a calibration set, all deciding alike
+    there; the stage's own grid has one, at the gap's middle. Take the middle one of the tie."""
+    tied = np.flatnonzero((sequence == sequence[chosen]) & (exit_sum == exit_sum[chosen]) & (hits == hits[chosen]))
+    return int(tied[len(tied) // 2])
+
+
 def replicate(sequence, lost, exits, weights, n, num_layers, epsilons, delta, method, *, partition, extra=None) -> dict:
     """Violation rates, median speed-up and efficiency of the guarantee over the weight columns.
 
@@ -74,8 +86,11 @@ def replicate(sequence, lost, exits, weights, n, num_layers, epsilons, delta, me
             chosen = certify(sequence, speed_cal[:, s], hits_cal[:, s], n, epsilon, delta, method)
             if chosen is None:
                 chosen = int(np.argmin(speed_cal[:, s]))  # the full model: the stage's fallback
+            chosen = middle_of_tie(sequence, exit_cal[:, s], hits_cal[:, s], chosen)
+            unguarded = middle_of_tie(sequence, exit_cal[:, s], hits_cal[:, s],
+                                      naive(speed_cal[:, s], hits_cal[:, s], n, epsilon))
             violations.append(risk_eval[chosen, s] > epsilon + 1e-12)
-            naive_violations.append(risk_eval[naive(speed_cal[:, s], hits_cal[:, s], n, epsilon), s] > epsilon + 1e-12)
+            naive_violations.append(risk_eval[unguarded, s] > epsilon + 1e-12)
             best = speed_eval[risk_eval[:, s] <= epsilon + 1e-12, s].max()
             speedups.append(speed_eval[chosen, s])
             efficiency.append(speed_eval[chosen, s] / best)
@@ -90,7 +105,7 @@ def replicate(sequence, lost, exits, weights, n, num_layers, epsilons, delta, me
     return out
 
 
-def evaluate_strategy(settings, full_prediction, n_labeled, n_calibration, labels, rng, splits, num_layers,
+def evaluate_strategy(settings, full_prediction, n_labeled, n_calibration, labels, splits, num_layers,
                       guarantee) -> dict:
     """Every variant of one strategy: both risks on labeled examples (partitions and iid draws), and
     the disagreement risk with the unlabeled text (fixed in every calibration set, as the stage uses
@@ -102,8 +117,7 @@ def evaluate_strategy(settings, full_prediction, n_labeled, n_calibration, label
     labeled, unlabeled = slice(0, n_labeled), slice(n_labeled, exits.shape[1])
     n_unlabeled = exits.shape[1] - n_labeled
     common = dict(num_layers=num_layers, epsilons=guarantee.epsilon, delta=guarantee.delta, method=guarantee.method)
-    partition = partitions(rng, n_labeled, n_calibration, splits)
-    draws = iid_draws(rng, n_labeled, n_calibration, splits)
+    partition, draws, draws_with_unlabeled = splits  # the same splits for every strategy of the task
     out = {}
     for risk in ("accuracy_drop", "disagreement"):
         lost = losses(risk, settings.prediction[:, labeled], full[:, labeled], labels[labeled]).astype(np.float32)
@@ -119,8 +133,8 @@ def evaluate_strategy(settings, full_prediction, n_labeled, n_calibration, label
             extra=extra, **common)
         n_all = exits.shape[1]
         out["disagreement + unlabeled (iid, true risk)"] = replicate(
-            settings.sequence, lost_all, exits, iid_draws(rng, n_all, n_calibration + n_unlabeled, splits),
-            n_calibration + n_unlabeled, partition=False, **common)
+            settings.sequence, lost_all, exits, draws_with_unlabeled, n_calibration + n_unlabeled, partition=False,
+            **common)
     return out
 
 
@@ -136,12 +150,15 @@ def benchmark_task(run: Path, cfg, splits: int, seed: int) -> dict:
     everything = Signals.pool([validation, test, *unlabeled])
     n_labeled = validation.num_samples + test.num_samples
     rng = np.random.default_rng(seed)
+    n_calibration = validation.num_samples
+    drawn = (partitions(rng, n_labeled, n_calibration, splits), iid_draws(rng, n_labeled, n_calibration, splits),
+             iid_draws(rng, everything.num_samples, n_calibration + everything.num_samples - n_labeled, splits))
     guarantee = cfg.calibration.guarantee
     strategies = {}
     for name in (n for n in calibrated_names(cfg.calibration) if not lookup(n).analysis_only):
         started = time.perf_counter()
         settings = replay_settings(name, everything, lookup(name).rule.grid(cfg.calibration), cfg.signals.eps)
-        strategies[name] = evaluate_strategy(settings, everything.pred[:, -1], n_labeled, validation.num_samples, everything.labels, rng, splits,
+        strategies[name] = evaluate_strategy(settings, everything.pred[:, -1], n_labeled, n_calibration, everything.labels, drawn,
                                              everything.num_layers, guarantee)
         strategies[name]["settings"] = len(settings.knobs)
         print(f"  {name}: {len(settings.knobs)} settings, {time.perf_counter() - started:.0f} s", flush=True)

@@ -114,7 +114,7 @@ def calibrate(
         typer.echo(f"{name:9s} calibrated curve: {len(points)} points up to {reach:.2f}x on validation")
     for name, points in (thresholds.get("guaranteed") or {"strategies": {}})["strategies"].items():
         for key, entry in points.items():
-            typer.echo(f"{name:9s} {key}: {entry['knobs']}  certified bound {entry['certified_bound']:.4f}, "
+            typer.echo(f"{name:9s} {key}: {entry['knobs']}  risk {entry['calibration_risk']:.4f} (upper bound {entry['calibration_upper_bound']:.4f}), "
                        f"speed-up {entry['calibration_speedup']:.2f} on {entry['n']} examples")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,7 +20,9 @@ from tqdm.auto import tqdm
 from de3pipe.modeling.batching import EncodedSplit, collate, length_sorted_batches
 from de3pipe.modeling import MultiExitModel
 from de3pipe.method.signals import LayerSignals, Signals, layer_signals
-from de3pipe.method.strategies import Strategy
+
+if TYPE_CHECKING:  # the engine runs whatever rule it is given: the signal pass needs no strategy code
+    from de3pipe.method.strategies import Strategy
 
 
 @dataclass

@@ -398,11 +398,11 @@ def log_calibration(run: RunLogger, thresholds: dict, files) -> None:
         for field, key in ((metric, f"validation_{metric}"), ("speedup", "validation_speedup"))
     })
     guaranteed = thresholds.get("guaranteed") or {"strategies": {}}
-    run.log_metrics({  # each guaranteed point's certified bound and its speed-up on the calibration examples
+    run.log_metrics({  # each guaranteed point's risk, upper bound and speed-up on the calibration examples
         f"guaranteed/{name}/{key}/{field}": entry[field]
         for name, points in guaranteed["strategies"].items()
         for key, entry in points.items()
-        for field in ("certified_bound", "calibration_speedup", "calibration_risk")
+        for field in ("calibration_upper_bound", "calibration_speedup", "calibration_risk")
     })
     run.log_artifact(files.thresholds)
     run.log_artifact(files.curves)
@@ -426,7 +426,7 @@ def log_evaluation(run: RunLogger, results: dict, curves, metric: str, files) ->
                                for target, entry in targets.items() for field in (metric, "speedup")})
             child.log_metrics({f"{key}.{field}": entry[field]  # the guaranteed points: test speed-up and risk
                                for key, entry in results.get("guaranteed", {}).get(name, {}).items()
-                               for field in ("speedup", "risk", "certified_bound")})
+                               for field in ("speedup", "risk", "calibration_upper_bound")})
             rows = curves[curves["strategy"] == name] if len(curves) else curves
             child.log_curve([{"step": round(r.speedup * 100), f"calibrated_curve.{metric}": getattr(r, metric)}
                              for r in rows.itertuples()])

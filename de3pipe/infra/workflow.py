@@ -164,7 +164,7 @@ def imported_modules(path: Path) -> set[str]:
     """The de3pipe modules a source file imports, at module level or inside functions, and the
     packages they live in (importing a module runs its package's ``__init__``)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _running_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -172,6 +172,24 @@ def imported_modules(path: Path) -> set[str]:
             found |= {f"{node.module}.{alias.name}" for alias in node.names}
     found = {name for name in found if name.split(".")[0] == "de3pipe"}
     return found | {".".join(name.split(".")[:n]) for name in found for n in range(1, name.count(".") + 1)}
+
+
+def _running_nodes(tree: ast.AST):
+    """Every node of ``tree`` but the bodies of ``if TYPE_CHECKING:`` (imports for annotations only,
+    which never run)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            todo += node.orelse
+            continue
+        todo += ast.iter_child_nodes(node)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 @cache

@@ -160,7 +160,8 @@ def _guaranteed(signals: Signals, thresholds: dict, task: GlueTask, store: _Poin
         out.setdefault(point.name, {})[point.target.key] = {
             "knobs": entry["knobs"],
             "risk_name": entry["risk"],
-            **{k: entry[k] for k in ("epsilon", "delta", "method", "n", "certified_bound", "calibration_speedup")},
+            **{k: entry[k] for k in ("epsilon", "delta", "method", "n", "sequences", "status", "calibration_speedup",
+                                     "calibration_risk", "calibration_upper_bound")},
             "risk": risk,  # on test
             "exceeds_epsilon": risk > entry["epsilon"],
             "speedup": layer_speedup(exit_layer, signals.num_layers),

@@ -91,7 +91,9 @@ def p_value(hits: np.ndarray | int, n: int, epsilon: float, method: str) -> np.n
 
 
 def upper_bound(hits: int, n: int, level: float, method: str) -> float:
-    """The certified bound: the smallest epsilon whose p-value after ``hits`` of ``n`` is <= ``level``."""
+    """The smallest epsilon whose p-value after ``hits`` of ``n`` is <= ``level`` (for the binomial,
+    the one-sided Clopper-Pearson limit). Of a setting chosen on the same data it is descriptive:
+    what LTT certifies is risk <= epsilon."""
     low, high = hits / n, 1.0
     if p_value(hits, n, 1.0 - 1e-12, method) > level:
         return 1.0
@@ -133,12 +135,20 @@ def replay_settings(name: str, signals: Signals, grid: dict[str, list], eps: flo
     exits: list[np.ndarray] = []
     predictions: list[np.ndarray] = []
     previous: dict = {}  # per sequence, the last kept exit layers
+    direction: dict = {}  # per sequence, whether exits move earlier (-1) or later (+1) along the knob grid
     for knobs in entry.rule.knob_grid(viewed, grid, None, eps):
         exit_layer, prediction = replay(make_strategy(name, eps, **knobs), viewed)
         group = knobs[secondary] if secondary else 0
         # neighbouring thresholds that exit every example at the same layer are one setting: same losses, same p-value
         if group in previous and np.array_equal(previous[group], exit_layer):
             continue
+        if group in previous:  # the order is the knob's own only for a rule monotone in it: check, never assume
+            step = np.sign(exit_layer.astype(np.int64) - previous[group])
+            moves = set(np.unique(step[step != 0]).tolist())  # not empty: the exits differ
+            if moves != {direction.setdefault(group, min(moves))}:
+                raise De3Error(f"{name} is not monotone in its threshold (an example exits later as others exit "
+                               "earlier), so its settings have no order fixed before the data; the guarantee "
+                               "cannot certify it: leave it out of calibration.strategies")
         previous[group] = exit_layer
         kept.append(knobs)
         exits.append(exit_layer.astype(np.int16))
@@ -199,7 +209,8 @@ def check_certifiable(n: int, epsilons: list[float], delta: float, method: str) 
 def guaranteed_points(signals: Signals, names: list[str], grids: dict[str, dict], eps: float, risk: str,
                       epsilons: list[float], delta: float, method: str) -> dict[str, dict]:
     """``{name: {guarantee key: entry}}``: per strategy and epsilon the fastest certified setting,
-    with its knobs, calibration speed-up and risk, the certified bound and n."""
+    with its knobs, n, its calibration speed-up and risk, and an upper confidence bound on its risk
+    (descriptive: the certified statement is risk <= epsilon)."""
     n = signals.num_samples
     check_certifiable(n, epsilons, delta, method)
     labels = signals.labels if risk in LABELED_RISKS else None
@@ -213,13 +224,12 @@ def guaranteed_points(signals: Signals, names: list[str], grids: dict[str, dict]
         out[name] = {}
         for epsilon in epsilons:
             chosen = certify(settings.sequence, speedup, hits, n, epsilon, delta, method)
-            status, bound = "ok", None
+            status = "ok"
             if chosen is None:  # even the first setting fails at delta / sequences: only the full model is safe
                 chosen = int(np.argmin(speedup))  # it exits every example at the last layer: zero loss by definition
                 smallest = smallest_certifiable(n, level, method)
                 status = (f"full model: {n} examples certify no epsilon below {smallest:.4f} at delta {delta:g} over "
                           f"{name}'s {settings.sequences} sequences")
-                bound = 0.0
                 log.warning("%s at epsilon %g: %s", name, epsilon, status)
             out[name][Guaranteed(risk, epsilon).key] = {
                 "knobs": settings.knobs[chosen],
@@ -231,7 +241,9 @@ def guaranteed_points(signals: Signals, names: list[str], grids: dict[str, dict]
                 "sequences": settings.sequences,
                 "calibration_speedup": layer_speedup(settings.exit_layer[chosen], signals.num_layers),
                 "calibration_risk": float(hits[chosen]) / n,
-                "certified_bound": upper_bound(int(hits[chosen]), n, level, method) if bound is None else bound,
+                # descriptive (the setting was chosen on these examples); the full model's risk is 0 by definition
+                "calibration_upper_bound": 0.0 if speedup[chosen] == 1.0 else upper_bound(int(hits[chosen]), n, level,
+                                                                                            method),
                 "status": status,
             }
     return out

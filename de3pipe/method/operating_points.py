@@ -66,7 +66,7 @@ class Guaranteed:
         """The guarantee a key names, or None when it names none (a speed-up target)."""
         if isinstance(value, Guaranteed):
             return value
-        risk, _, epsilon = str(value).rpartition("-")
+        risk, _, epsilon = str(value).partition("-")  # a risk name holds no hyphen; an epsilon may ("1e-05")
         if not risk or not risk.replace("_", "").isalpha():
             return None
         try:
@@ -172,11 +172,12 @@ def describe_guarantees(thresholds: dict) -> list[str]:
     out = []
     for point in certified_points(thresholds):
         entry, guarantee = point.entry, point.target
-        share = f"{guarantee.epsilon:.0%}" if guarantee.epsilon * 100 == round(guarantee.epsilon * 100) else f"{guarantee.epsilon:g}"
+        percent = guarantee.epsilon * 100
+        share = f"{percent:.0f}%" if math.isclose(percent, round(percent)) else f"{percent:g}%"
         out.append(
             f"{point.name}@{guarantee.key}: {words[guarantee.risk].format(e=share)} with probability >= "
             f"{1 - entry['delta']:g} (Learn-then-Test, {entry['method']}, n = {entry['n']} calibration examples, "
-            f"certified bound {entry['certified_bound']:.4f}); {entry['calibration_speedup']:.2f}x fewer layers on "
+            f"risk {entry['calibration_risk']:.2%} there, upper bound {entry['calibration_upper_bound']:.2%}); {entry['calibration_speedup']:.2f}x fewer layers on "
             "the calibration examples" + ("" if entry["status"] == "ok" else f"; {entry['status']}")
         )
     return out

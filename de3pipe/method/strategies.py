@@ -45,6 +45,17 @@ def threshold_grid(values: np.ndarray, n: int | None) -> np.ndarray:
     return np.concatenate([[quantiles[0] - span], middles, [quantiles[-1] + span]])
 
 
+def _below(values: np.ndarray, tau: float) -> np.ndarray:
+    """values < tau, compared in float64: float32 signals compared with a Python float compare in
+    float32 (NumPy 2), where a threshold between two neighbouring float32 values rounds onto one."""
+    return values.astype(np.float64) < tau
+
+
+def _above(values: np.ndarray, tau: float) -> np.ndarray:
+    """values > tau, compared in float64 (see :func:`_below`)."""
+    return values.astype(np.float64) > tau
+
+
 def _inner(values: np.ndarray, signals: Signals) -> np.ndarray:
     """``values`` at the layers where exit decisions happen (1..M-1)."""
     return values[:, : signals.num_layers - 1]
@@ -251,7 +262,7 @@ class DE3(Strategy):
     grid_minimum: ClassVar[dict[str, float]] = {"lam": 0.0}
 
     def exits(self, layer, signals, state, labels):
-        return edr(signals.entropy, signals.dr, self.lam, self.eps) < self.tau
+        return _below(edr(signals.entropy, signals.dr, self.lam, self.eps), self.tau)
 
     @classmethod
     def knob_grid(cls, signals, grid, n_thresholds, eps):
@@ -270,7 +281,7 @@ class Entropy(Strategy):
     variants: ClassVar[dict[str, str]] = {"control_entropy": "control"}
 
     def exits(self, layer, signals, state, labels):
-        return signals.entropy < self.tau
+        return _below(signals.entropy, self.tau)
 
     @classmethod
     def knob_grid(cls, signals, grid, n_thresholds, eps):
@@ -288,7 +299,7 @@ class MaxProb(Strategy):
     variants: ClassVar[dict[str, str]] = {"control_maxprob": "control"}
 
     def exits(self, layer, signals, state, labels):
-        return signals.maxprob > self.tau
+        return _above(signals.maxprob, self.tau)
 
     @classmethod
     def knob_grid(cls, signals, grid, n_thresholds, eps):
@@ -344,7 +355,7 @@ class PCEE(_Counting):
     grid_minimum: ClassVar[dict[str, float]] = {"t": 1}
 
     def extends_streak(self, signals, state):
-        return signals.entropy < self.tau
+        return _below(signals.entropy, self.tau)
 
     @classmethod
     def knob_grid(cls, signals, grid, n_thresholds, eps):
@@ -363,7 +374,7 @@ class Distance(Strategy):
     needs_distance: ClassVar[bool] = True
 
     def exits(self, layer, signals, state, labels):
-        return signals.dr < self.tau
+        return _below(signals.dr, self.tau)
 
     @classmethod
     def knob_grid(cls, signals, grid, n_thresholds, eps):

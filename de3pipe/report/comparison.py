@@ -313,7 +313,8 @@ def _guaranteed_view(out: TaskComparison, runs, design, metric, cfg: ReportConfi
     if rows.empty:
         return
     names = [n for n in dict.fromkeys(rows["strategy"]) if all(n in r.strategies("guarantee") for r in runs)]
-    keys = list(dict.fromkeys(rows["guarantee"]))
+    present = [set(r.table.loc[r.table["kind"] == "guarantee", "guarantee"]) for r in runs]
+    keys = [k for k in dict.fromkeys(rows["guarantee"]) if all(k in keys_of_run for keys_of_run in present)]
     speedups = {}
     for name in names:
         for key in keys:
@@ -499,6 +500,10 @@ def summarise(runs: list[dict], cfg: ReportConfig) -> tuple[dict, list[TaskCompa
         for name, targets in comparison.targets.items():
             for target, entry in targets.items():
                 entry["unreachable"] = any(r["strategies"][name][target]["calibration_status"] != "ok" for r in task_runs)
+        for name, points in comparison.guaranteed.items():  # the full model kept where delta / sequences was too thin
+            for key, entry in points.items():
+                entry["full_model_fallback"] = any(r["guaranteed"][name][key]["status"] != "ok" for r in task_runs)
+                entry["exceeds_epsilon"] = sum(r["guaranteed"][name][key]["exceeds_epsilon"] for r in task_runs)
         comparisons.append(comparison)
     family = correct_differences(comparisons, cfg)
     guarantee_family = correct_differences(comparisons, cfg, "guarantee_differences")

@@ -145,8 +145,10 @@ def _guarantee_markdown(summary, entries, headers) -> list[str]:
             cells = []
             for e in entries:
                 point = e.get("guaranteed", {}).get(name, {}).get(key)
+                mark = " †" if point and point.get("full_model_fallback") else ""
+                mark += " ◇" if point and point.get("exceeds_epsilon") else ""
                 cells.append("–" if not point else
-                             f"{_speedup(point['speedup'])}; risk {interval(point['risk'], scale=100.0)}%")
+                             f"{_speedup(point['speedup'])}; risk {interval(point['risk'], scale=100.0)}%{mark}")
             rows.append([name, key, *cells])
     lines = [
         "", "## Speed-up at a guaranteed loss (the view for shipping)", "",
@@ -156,7 +158,10 @@ def _guarantee_markdown(summary, entries, headers) -> list[str]:
         "calibration examples: " + ", ".join(f"{t} {n}" for t, n in guarantee.get("n", {}).items()) + "), applied "
         "once to test. Cells: achieved test layer "
         "speed-up and the test risk (%), each with its bootstrap interval. The risk is a rate of examples: it bounds "
-        "the accuracy lost (accuracy_drop) or the predictions changed (disagreement), not F1 or MCC.", "",
+        "the accuracy lost (accuracy_drop) or the predictions changed (disagreement), not F1 or MCC. † the full "
+        "model: the calibration examples certify nothing faster at δ over this strategy's sequences (de3 tests one "
+        "per λ). ◇ the test risk exceeds ε in at least one seed (a guarantee fails with probability ≤ δ, and the "
+        "validation split comes from GLUE's train split, the test split from its dev split).", "",
         *_table(["strategy", "guarantee", *headers], rows),
     ]
     comparisons = list(dict.fromkeys(c for e in entries for c in e.get("guarantee_differences", {})))

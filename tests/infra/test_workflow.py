@@ -78,7 +78,7 @@ def test_code_dependencies_are_the_stage_modules_import_closure():
         files = code_files(name)
         assert f"de3pipe/stages/{name}.py" in files
         assert not {"de3pipe/cli.py", "de3pipe/infra/tracking.py", "de3pipe/infra/workflow.py"} & set(files), name
-    for name in ("prepare", "finetune", "prototypes"):
+    for name in ("prepare", "finetune", "prototypes", "signals"):  # the signal pass runs no strategy
         assert "de3pipe/method/strategies.py" not in code_files(name), name
     assert "de3pipe/modeling/training.py" not in code_files("prepare")
     for name in STAGES:
@@ -89,3 +89,13 @@ def test_no_import_cycle_between_config_and_the_registry():
     from de3pipe.infra.workflow import PACKAGE, imported_modules
 
     assert not any(m.startswith("de3pipe.method") for m in imported_modules(PACKAGE / "config.py"))
+
+
+def test_imports_for_annotations_only_are_no_code_dependency(tmp_path):
+    from de3pipe.infra.workflow import imported_modules
+
+    module = tmp_path / "m.py"
+    module.write_text("from typing import TYPE_CHECKING\nimport typing\nfrom de3pipe.errors import De3Error\n"
+                      "if TYPE_CHECKING:\n    from de3pipe.method.strategies import Strategy\n"
+                      "if typing.TYPE_CHECKING:\n    import de3pipe.report.tables\nelse:\n    import de3pipe.config\n")
+    assert imported_modules(module) == {"de3pipe", "de3pipe.errors", "de3pipe.errors.De3Error", "de3pipe.config"}

@@ -39,9 +39,15 @@ def test_hoeffding_bentkus_is_valid_and_never_below_the_exact_tail():
         hb = p_value(k, n, epsilon, "ltt-hb")
         assert exact <= hb <= 1.0
     assert p_value(60, 500, 0.05, "ltt-hb") == pytest.approx(1.0)  # observed risk above epsilon: no evidence
+    # by hand: no loss at all gives Hoeffding's exp(-n kl(0, eps)) = (1 - eps)^n, below Bentkus' e (1 - eps)^n
+    assert p_value(0, 200, 0.02, "ltt-hb") == pytest.approx(0.98**200, rel=1e-9)
+    observed, eps, n = 4 / 200, 0.05, 200
+    kl = observed * math.log(observed / eps) + (1 - observed) * math.log((1 - observed) / (1 - eps))
+    by_hand = min(math.exp(-n * kl), math.e * binomial_tail_by_hand(4, n, eps))
+    assert p_value(4, n, eps, "ltt-hb") == pytest.approx(by_hand, rel=1e-9)
 
 
-def test_certified_bound_is_the_clopper_pearson_upper_limit():
+def test_the_upper_bound_is_the_clopper_pearson_limit():
     for k, n, level in [(0, 500, 0.1), (4, 500, 0.1), (10, 200, 0.05)]:
         assert upper_bound(k, n, level, "ltt-binomial") == pytest.approx(stats.beta.ppf(1 - level, k + 1, n - k), abs=1e-9)
     assert smallest_certifiable(500, 0.1, "ltt-binomial") == pytest.approx(1 - 0.1 ** (1 / 500), abs=1e-9)
@@ -125,8 +131,11 @@ def test_guaranteed_points_keep_their_bound():
         speedups = [points[Guaranteed("accuracy_drop", e).key]["calibration_speedup"] for e in (0.02, 0.05, 0.2)]
         assert speedups == sorted(speedups)  # a looser guarantee is never slower
         for point in points.values():
-            assert point["calibration_risk"] <= point["certified_bound"] <= point["epsilon"]
+            assert point["calibration_risk"] <= point["calibration_upper_bound"] <= point["epsilon"]
     assert guaranteed["strategies"]["de3"]["accuracy_drop-0.02"]["sequences"] == 6
+    faster = [p for points in guaranteed["strategies"].values() for p in points.values()
+              if p["status"] == "ok" and p["calibration_speedup"] > 1.2]
+    assert len(faster) >= 5  # certified points that actually exit early, not only full-model fallbacks
     points = certified_points(thresholds)
     assert {(p.name, p.target.key) for p in points} >= {("de3", "accuracy_drop-0.05"), ("entropy", "accuracy_drop-0.2")}
     point = servable_point(thresholds, "t.json", "entropy", "accuracy_drop-0.05")
@@ -154,6 +163,8 @@ def test_unlabeled_text_joins_the_disagreement_calibration():
     bound_with = with_text["guaranteed"]["strategies"]["entropy"]["disagreement-0.05"]
     bound_alone = alone["guaranteed"]["strategies"]["entropy"]["disagreement-0.05"]
     assert bound_with["n"] == 1200 and bound_alone["n"] == 300
+    margin = {k: b["calibration_upper_bound"] - b["calibration_risk"] for k, b in (("with", bound_with), ("alone", bound_alone))}
+    assert margin["with"] < margin["alone"] / 1.5  # four times the examples: a much tighter bound
     with pytest.raises(De3Error, match="no unlabeled split"):
         calibrate(validation, cfg, 1e-8, [])
 
@@ -185,7 +196,7 @@ def test_a_strategy_whose_sequences_split_delta_too_thin_keeps_the_full_model(ca
                                                               "entropy": {}}, 1e-8, "accuracy_drop", [0.06], 0.1,
                                "ltt-binomial")
     de3 = points["de3"]["accuracy_drop-0.06"]
-    assert de3["calibration_speedup"] == 1.0 and de3["certified_bound"] == 0.0
+    assert de3["calibration_speedup"] == 1.0 and de3["calibration_upper_bound"] == 0.0
     assert de3["status"].startswith("full model: 40 examples certify no epsilon below")
     assert points["entropy"]["accuracy_drop-0.06"]["status"] == "ok"
     assert "de3 at epsilon 0.06: full model" in caplog.text
@@ -196,3 +207,41 @@ def test_pooled_signals_keep_every_example():
     pooled = Signals.pool([a, b])
     assert pooled.num_samples == 17 and pooled.meta["split"] == "validation+submit"
     assert (pooled.labels[10:] == -1).all() and np.array_equal(pooled.subset(np.arange(10)).pred, a.pred)
+
+
+def test_neighbouring_float32_signals_are_two_settings():
+    """A threshold between two adjacent float32 values must separate them (compared in float64)."""
+    signals = random_signals(n=50, seed=8)
+    low = np.float32(0.3)
+    high = np.nextafter(low, np.float32(1))
+    signals.entropy[:, 0] = 0.9
+    signals.entropy[0, 0], signals.entropy[1, 0] = low, high
+    settings = replay_settings("entropy", signals, {}, 1e-8)
+    first_layer = settings.exit_layer[:, :2] == 1
+    assert [True, False] in first_layer.tolist()  # example 0 leaves at layer 1, example 1 not yet
+
+
+def test_a_strategy_that_is_not_monotone_in_its_threshold_is_refused(monkeypatch):
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from de3pipe.method import strategies
+
+    @dataclass(frozen=True)
+    class Band(strategies.Strategy):
+        """Exits inside a band around tau: loosening tau lets some examples leave and holds others back."""
+
+        tau: float
+        name: ClassVar[str] = "band"
+
+        def exits(self, layer, signals, state, labels):
+            return np.abs(signals.entropy - self.tau) < 0.1
+
+        @classmethod
+        def knob_grid(cls, signals, grid, n_thresholds, eps):
+            for tau in np.linspace(0, 1, 21):
+                yield {"tau": float(tau)}
+
+    monkeypatch.setitem(strategies._RULES, "band", Band)
+    with pytest.raises(De3Error, match="band is not monotone in its threshold"):
+        replay_settings("band", random_signals(n=100, seed=9), {}, 1e-8)

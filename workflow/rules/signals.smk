@@ -23,7 +23,6 @@ rule signals:
             "de3pipe/method/metrics.py",
             "de3pipe/method/projection.py",
             "de3pipe/method/signals.py",
-            "de3pipe/method/strategies.py",
             "de3pipe/modeling/__init__.py",
             "de3pipe/modeling/backbone.py",
             "de3pipe/modeling/batching.py",
