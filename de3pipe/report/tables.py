@@ -130,6 +130,13 @@ def _speedup(e: dict | None, signed: bool = False) -> str:
     return f"{f.format(e['value'])}× [{f.format(e['low'])}, {f.format(e['high'])}]"
 
 
+def _percent(e: dict) -> str:
+    """A rate in percent with its interval: 0.7% [0.0, 1.8]."""
+    if e["low"] == e["high"] == e["value"]:
+        return f"{e['value'] * 100:.1f}% (exact)"
+    return f"{e['value'] * 100:.1f}% [{e['low'] * 100:.1f}, {e['high'] * 100:.1f}]"
+
+
 def _guarantee_markdown(summary, entries, headers) -> list[str]:
     """The guaranteed view: test speed-up and risk of each strategy's certified point per epsilon,
     then the reference's speed-up minus each comparison's at the same guarantee."""
@@ -147,8 +154,7 @@ def _guarantee_markdown(summary, entries, headers) -> list[str]:
                 point = e.get("guaranteed", {}).get(name, {}).get(key)
                 mark = " †" if point and point.get("full_model_fallback") else ""
                 mark += " ◇" if point and point.get("exceeds_epsilon") else ""
-                cells.append("–" if not point else
-                             f"{_speedup(point['speedup'])}; risk {interval(point['risk'], scale=100.0)}%{mark}")
+                cells.append("–" if not point else f"{_speedup(point['speedup'])}; risk {_percent(point['risk'])}{mark}")
             rows.append([name, key, *cells])
     lines = [
         "", "## Speed-up at a guaranteed loss (the view for shipping)", "",
