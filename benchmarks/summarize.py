@@ -111,7 +111,8 @@ def reruns_section(result: dict) -> list[str]:
              f"Machine: {_machine(result['machine'])}. `python benchmarks/reruns.py --default`: the tiny config "
              "(config/test.yaml) from scratch in each precision and thread count, every pair's headline figures "
              "(test metric, matched metric and achieved speed-up of every strategy and target, and the full model) "
-             "compared; and the default run in `data/` against the one committed before it.", "",
+             "compared; and the default run in `data/` against one committed from another session's machine (its "
+             "revision in the row's name; `--against REV`), on the figures both have.", "",
              "| compared | figures that differ | largest metric difference | largest speed-up difference |",
              "|---|---|---|---|"]
     for name, row in result["pairs"].items():
