@@ -194,8 +194,8 @@ class CalibrationConfig(_Section):
         "whose frozen points make each strategy's calibrated test curve",
     )
     per_lambda: bool = Field(
-        False, description="also freeze a point per value of the secondary knob (de3's lambda) and target, for the "
-        "strategies that report their sensitivity (the report's lambda-sensitivity table)"
+        False, description="also calibrate a curve per value of the secondary knob (de3's lambda; the threshold "
+        "alone frozen per target of the dense grid): the report compares each value with 0 at matched speed-ups"
     )
     guarantee: GuaranteeConfig | None = Field(
         None,
@@ -228,27 +228,45 @@ class EvaluationConfig(_Section):
     )
 
 
+class PrimaryFamily(_Section):
+    """The study's primary question, declared in config before any run: Holm's correction runs over
+    these differences only (on the learned tasks); every other difference is exploratory."""
+
+    against: list[str] = Field(
+        ["entropy", "control_entropy"], min_length=1,
+        description="the reference minus each of these (the findings state them in words); each must be in report.comparisons",
+    )
+    at: list[float | Literal["area"]] = Field(
+        [2.0, 3.0, "area"], min_length=1, description="matched speed-ups (each in report.matched_speedups) and/or 'area'",
+    )
+
+
 class ReportConfig(_Section):
     matched_speedups: list[float] = Field(
         [1.5, 2.0, 2.5, 3.0], min_length=1,
         description="achieved test speed-ups at which strategies are compared (each calibrated curve interpolated)",
     )
-    max_area_speedup: float = Field(3.0, gt=1, description="upper end of the curve-area range (lower where a curve stops)")
+    area_range: list[float] = Field(
+        [1.0, 3.0], min_length=2, max_length=2,
+        description="speed-up range of the curve area, fixed before any run; a curve that stops earlier shows '-' and its reach",
+    )
+    max_gap: float = Field(
+        0.1, gt=0, description="flag a matched cell whose two neighbouring calibrated points lie further apart (speed-up)"
+    )
     reference: str = Field("de3", description="the strategy every other is compared with")
     comparisons: list[str] = Field(
         ["entropy", "pcee", "patience", "control_entropy", "de3_nodar", "distance"],
         description="the reference minus each of these, paired; those a run lacks are skipped",
     )
-    compare_against: list[str] = Field(
-        ["entropy", "control_entropy"],
-        description="the comparisons the findings state in words (and whose calibration error they quote)",
+    primary: PrimaryFamily = Field(default_factory=PrimaryFamily)
+    bootstrap_samples: int = Field(
+        10000, ge=100, description="bootstrap replicates of the test examples (the seed part is t-based)"
     )
-    bootstrap_samples: int = Field(1000, ge=100, description="paired bootstrap replicates (test examples and seeds)")
     confidence: float = Field(0.95, gt=0, lt=1)
     correction: Literal["holm", "bonferroni", "none"] = Field(
-        "holm", description="multiple-comparison correction over each table of differences"
+        "holm", description="multiple-comparison correction within each family of differences"
     )
-    alpha: float = Field(0.05, gt=0, lt=1, description="family-wise error rate of a table of differences")
+    alpha: float = Field(0.05, gt=0, lt=1, description="family-wise error rate of each family of differences")
     target_tolerance: float = Field(
         0.05, gt=0, description="the target view marks an achieved test speed-up further than this (relative) from its target"
     )
@@ -260,6 +278,23 @@ class ReportConfig(_Section):
         if any(v <= 1 for v in values):
             raise ValueError(f"matched speed-ups must be > 1; got {values}")
         return sorted(set(values))
+
+    @field_validator("area_range")
+    @classmethod
+    def _increasing_range(cls, values: list[float]) -> list[float]:
+        if not 1 <= values[0] < values[1]:
+            raise ValueError(f"area_range must be [low, high] with 1 <= low < high; got {values}")
+        return values
+
+    @model_validator(mode="after")
+    def _primary_is_computed(self) -> ReportConfig:
+        outside = [a for a in self.primary.against if a not in self.comparisons]
+        if outside:
+            raise ValueError(f"report.primary.against {outside} are not in report.comparisons; add them there")
+        unmatched = [s for s in self.primary.at if s != "area" and s not in self.matched_speedups]
+        if unmatched:
+            raise ValueError(f"report.primary.at {unmatched} are not in report.matched_speedups; add them there")
+        return self
 
 
 class TrackingConfig(_Section):

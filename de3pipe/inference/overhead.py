@@ -5,7 +5,7 @@ Compute per sample and exit check: matrix-multiply FLOPs counted by torch's Flop
 (one transformer layer, the internal classifier, the prototype map), plus the element-wise
 work of the signals counted by formula (torch's counter skips element-wise operations).
 Time: one batch of real inputs at a middle layer, each piece timed with torch.utils.benchmark
-(median of repeated runs), as a percentage of that layer's own time.
+(median of repeated runs, every run kept), as a percentage of that layer's own time.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ def _matmul_flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
-def _median_seconds(fn, min_run_time: float) -> float:
+def _timed(fn, min_run_time: float) -> list[float]:
+    """Seconds per call of each timed block (torch.utils.benchmark: at least ``min_run_time`` in all)."""
     timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    return float(timer.blocked_autorange(min_run_time=min_run_time).median)
+    return [float(t) for t in timer.blocked_autorange(min_run_time=min_run_time).times]
 
 
 @torch.inference_mode()
@@ -65,8 +66,9 @@ def measure_overhead(
     def de3_signal():
         return layer_signals(logits, model.distances(layer, model.embed_prototype_space(layer, u)), eps)
 
-    seconds = {name: _median_seconds(fn, min_run_time) for name, fn in
+    repeats = {name: _timed(fn, min_run_time) for name, fn in
                (("layer", run_layer), ("classifier", head), ("entropy_signal", entropy_signal), ("de3_signal", de3_signal))}
+    seconds = {name: float(np.median(times)) for name, times in repeats.items()}
     # Element-wise work per sample, by formula: softmax + entropy ~5K; distances 3Kd + K (diff,
     # square, sum; sqrt); DR and EDR a handful of scalar operations.
     entropy_elementwise = 5 * n_labels
@@ -94,7 +96,8 @@ def measure_overhead(
         },
         "flops_per_sample": flops,
         "extra_flops_share_of_layer": (flops["de3_signal"] - flops["entropy_signal"]) / flops["layer"],
-        "seconds": seconds,
+        "seconds": seconds,  # the median of the repeated blocks
+        "repeats": repeats,
         "percent_of_layer": {
             "classifier": 100 * seconds["classifier"] / layer_time,
             "entropy_signal": 100 * (seconds["classifier"] + seconds["entropy_signal"]) / layer_time,

@@ -380,8 +380,8 @@ def pipeline_schema() -> dict:
     defs["EvaluationConfig"]["properties"]["wallclock_strategies"]["items"] = {"enum": servable}
     report = defs["ReportConfig"]["properties"]
     report["reference"]["enum"] = list(names)
-    for key in ("comparisons", "compare_against"):
-        report[key]["items"] = {"enum": list(names)}
+    report["comparisons"]["items"] = {"enum": list(names)}
+    defs["PrimaryFamily"]["properties"]["against"]["items"] = {"enum": list(names)}
     schema["properties"] |= {
         "tasks": {
             "type": "array",

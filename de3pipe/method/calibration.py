@@ -143,18 +143,12 @@ def calibrate(signals: Signals, cfg: CalibrationConfig, eps: float, unlabeled: l
             thresholds[name][speedup_key(target)] = point
         dense[name] = calibrated_curve(curve, metric, name, cfg)
     per_lambda = {}
-    if cfg.per_lambda:  # sensitivity: each secondary-knob value's own threshold per target, chosen the same way
+    if cfg.per_lambda:  # lambda on its own axis: a calibrated curve per secondary-knob value, chosen the same way
         for name in (n for n in names if lookup(n).rule.sensitivity):
             rule, curve = lookup(name).rule, curves[curves["strategy"] == name]
             knob = rule.secondary_knob
-            per_lambda[name] = {
-                f"{value:g}": {
-                    speedup_key(target): choose_operating_point(curve[curve[knob] == value], target, metric, name,
-                                                                cfg.selection)
-                    for target in cfg.targets
-                }
-                for value in rule.grid(cfg)[knob]
-            }
+            per_lambda[name] = {f"{value:g}": calibrated_curve(curve[curve[knob] == value], metric, name, cfg)
+                                for value in rule.grid(cfg)[knob]}
     result = {
         "task": task.name,
         "metric": metric,

@@ -175,17 +175,19 @@ def _guaranteed(signals: Signals, thresholds: dict, task: GlueTask, store: _Poin
 
 
 def _sensitivity(signals: Signals, thresholds: dict, task: GlueTask, store: _PointStore) -> dict:
-    """Test metric and speed-up of each secondary-knob value's own frozen point (sensitivity)."""
+    """Each secondary-knob value's calibrated test curve: per value, its points' targets, test
+    speed-ups and metric (the report compares the values at matched speed-ups)."""
+    metric = primary_metric(task)
     out: dict = {}
     for value, point in sensitivity_points(thresholds):
         exit_layer, prediction = replay_named(point.name, point.strategy, signals)
         store.add(point.name, "sensitivity", point.target, value, exit_layer, prediction)
-        out.setdefault(point.name, {}).setdefault(f"{value:g}", {})[point.target.key] = {
+        out.setdefault(point.name, {}).setdefault(f"{value:g}", []).append({
+            "target": point.target.value,
             "knobs": point.entry["knobs"],
-            "calibration_status": point.entry["status"],
             "speedup": layer_speedup(exit_layer, signals.num_layers),
-            **task_metrics(task, signals.labels, prediction),
-        }
+            "metric": task_metrics(task, signals.labels, prediction)[metric],
+        })
     return out
 
 

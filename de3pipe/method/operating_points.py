@@ -184,14 +184,18 @@ def describe_guarantees(thresholds: dict) -> list[str]:
 
 
 def sensitivity_points(thresholds: dict) -> list[tuple[float, FrozenPoint]]:
-    """The secondary-knob sensitivity points: (the knob's value, the point frozen with it fixed)."""
+    """The secondary knob on its own axis: (the knob's value, a point of the calibrated curve
+    frozen with the knob fixed at that value), every value's whole curve."""
     eps = frozen_eps(thresholds)
-    return [
-        (float(value), point)
-        for name, values in thresholds.get("per_lambda", {}).items()
-        for value, targets in values.items()
-        for point in frozen({name: targets}, eps)
-    ]
+    try:
+        return [
+            (float(value), point)
+            for name, values in thresholds.get("per_lambda", {}).items()
+            for value, points in values.items()
+            for point in frozen({name: {speedup_key(p["target"]): p for p in points}}, eps)
+        ]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise De3Error(f"the thresholds file's per-lambda curves are malformed ({exc}); re-run `de3pipe calibrate`") from None
 
 
 def servable_point(thresholds: dict, source: Path, name: str, target: str | float | Target) -> FrozenPoint:

@@ -68,7 +68,8 @@ class Strategy(ABC):
     needs_labels: ClassVar[bool] = False
     analysis_only: ClassVar[bool] = False  # needs gold labels: never calibrated, compared or served
     secondary_knob: ClassVar[str | None] = None  # a knob besides the threshold, chosen on validation per target
-    sensitivity: ClassVar[bool] = False  # calibration.per_lambda freezes a point per secondary-knob value
+    sensitivity: ClassVar[bool] = False  # calibration.per_lambda calibrates a curve per secondary-knob value
+    checks_exits: ClassVar[bool] = True  # runs an exit check (head and signal) at every layer a sample passes
     variants: ClassVar[dict[str, str]] = {}  # study variant name -> the Signals.view it replays on
     grid_defaults: ClassVar[dict[str, tuple]] = {}  # values calibration tries per configurable knob
     grid_minimum: ClassVar[dict[str, float]] = {}  # the smallest valid value of each configurable knob
@@ -150,6 +151,15 @@ class RegisteredName:
         return self.rule.secondary_knob
 
     @property
+    def exit_check(self) -> str | None:
+        """The piece of ``evaluation.overhead``'s timings one exit check costs: the classifier and
+        entropy, or with the prototype map and distances (de3's signal; the control heads and the
+        no-DAR means sit on the same map); None for a rule that checks nothing (a fixed exit)."""
+        if not self.rule.checks_exits:
+            return None
+        return "de3_signal" if self.rule.needs_distance or self.is_variant else "entropy_signal"
+
+    @property
     def servable(self) -> bool:
         """Can classify new texts live (predict, the engine): not a replayed study view, no labels needed."""
         return not self.is_variant and not self.analysis_only
@@ -219,7 +229,7 @@ def check_evaluation(cfg: EvaluationConfig) -> None:
 
 def check_report(cfg: ReportConfig) -> None:
     for key, names in (("report.reference", [cfg.reference]), ("report.comparisons", cfg.comparisons),
-                       ("report.compare_against", cfg.compare_against)):
+                       ("report.primary.against", cfg.primary.against)):
         for name in names:
             lookup(name, key)
 
@@ -389,6 +399,7 @@ class Static(Strategy):
 
     k: int
     name: ClassVar[str] = "static"
+    checks_exits: ClassVar[bool] = False
 
     def exits(self, layer, signals, state, labels):
         return np.full(len(signals.pred), layer >= self.k)

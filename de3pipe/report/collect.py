@@ -31,7 +31,7 @@ def collect(metrics_files: list[Path]) -> list[dict]:
             raise De3Error(f"evaluation metrics {path} lack task, full_model or strategies; re-run `de3pipe evaluate`")
         evaluation, run = EvaluationFiles(Path(path).parent), RunLayout.of_evaluation(path)
         results["_curves"] = _curves(evaluation.test_curves)
-        results["_points"] = load_points(evaluation.points, results.get("seed"))
+        results["_points"] = load_points(evaluation.points, results.get("seed"), results.get("overhead"))
         results["_training"] = _training(run)
         results["_prototype_space"] = _projection(run.signals.prototype_space)
         runs.append(results)
@@ -40,10 +40,10 @@ def collect(metrics_files: list[Path]) -> list[dict]:
     return runs
 
 
-def load_points(path: Path, seed: int | None) -> RunPoints:
+def load_points(path: Path, seed: int | None, overhead: dict | None = None) -> RunPoints:
     try:
         with np.load(path, allow_pickle=False) as data:
-            return RunPoints.from_arrays({k: data[k] for k in data.files}, seed)
+            return RunPoints.from_arrays({k: data[k] for k in data.files}, seed, overhead)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise De3Error(f"{path} is missing, corrupt or truncated ({exc}); re-run `de3pipe evaluate`") from None
 

@@ -3,16 +3,27 @@
 - **Calibrated curves.** A strategy's test curve is its validation-frozen points over the
   dense target grid (calibration.py), each applied once to test, plus the full model at 1x.
   It is never an envelope of test points over knob settings.
-- **Matched speed-ups.** Each curve is sorted by achieved test layer speed-up and linearly
-  interpolated at common speed-ups; strategies are compared there, paired per seed.
-- **Area.** Mean metric over [1, upper] under the same linear interpolation (trapezoids on a
-  201-point grid), one range per task: upper = the most every strategy's curve reaches on
-  test (at most ``report.max_area_speedup``).
-- **Uncertainty.** A paired bootstrap: each replicate resamples the test examples (the same
-  draw for every strategy, and for every seed when the seeds share the test set) and the
-  seeds (with replacement); a statistic is its mean over the drawn seeds. Intervals are
-  percentile intervals; a difference's p-value is two-sided from the bootstrap standard error
-  (normal approximation), then corrected over its table (Holm by default).
+- **Matched speed-ups.** Each curve is interpolated at common speed-ups linearly in the mean
+  exit layer (1 / speed-up, ``curves.py``: a random mix of two calibrated points, so a cell is
+  a deployable point); strategies are compared there, paired per seed. A cell between two
+  calibrated points is marked interpolated, and flagged where they lie more than
+  ``report.max_gap`` apart.
+- **Area.** Mean metric over the fixed range ``report.area_range`` (declared before any run;
+  trapezoids on a 201-point grid); a curve that stops short has no area there, only its reach.
+- **Uncertainty.** A statistic is a mean over seeds. Its interval adds two independent parts:
+  the test part, a bootstrap over the test examples with the seeds held fixed (the same draw
+  for every strategy, and for every seed when the seeds share the test set), and the seed
+  part, the seeds' standard error times Student-t draws on S - 1 degrees of freedom (a few
+  seeds are a small sample: resampling them would understate their spread). Intervals are
+  percentile intervals of the sum; a difference's p-value is the empirical two-sided
+  (1 + #{|deviation| >= |estimate|}) / (B + 1), with a tolerance for floating-point zeros.
+- **Families.** The primary family is declared in config (``report.primary``): the reference
+  minus each named strategy at the named matched speed-ups and over the area, on the learned
+  tasks; Holm (by default) runs over it alone. Every other difference is exploratory and is
+  corrected within its own family (exploratory, guarantee, lambda, wall-clock).
+- **Wall-clock.** Each point's wall-clock speed-up charges every layer a sample passes with the
+  layer's time plus its strategy's exit check (classifier and signal), as ``evaluation.overhead``
+  times them per seed (medians of repeated runs), so de3's distance signal pays its cost.
 - **Trivial-baseline gate.** The full model against the best constant prediction on the same
   test examples (majority-class accuracy, all-positive F1, MCC 0): a task whose difference's
   interval does not lie above 0 is "not learned" and is left out of tests and findings.
@@ -29,31 +40,38 @@ import pandas as pd
 
 from de3pipe.config import ReportConfig
 from de3pipe.errors import De3Error
-from de3pipe.method.curves import area_grid, interpolate, mean_curve, mean_over_grid
+from de3pipe.method.curves import area_grid, bracket, interpolate, mean_curve, mean_over_grid
 from de3pipe.method.guarantee import losses
 from de3pipe.method.operating_points import Guaranteed, speedup_key
+from de3pipe.method.strategies import lookup, registry
 
 
 # ---- weighted metrics: every bootstrap replicate is a column of example weights ----
+
+def weighted_sum(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``values`` (…, N) summed under each weight column (N, B), in float32 (the weights are counts:
+    exact, as are sums of counts times layers), returned in float64."""
+    return (np.asarray(values).astype(np.float32) @ weights).astype(np.float64)
+
 
 def weighted_metric(metric: str, labels: np.ndarray, predictions: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``metric`` of each row of ``predictions`` (Q, N) under each column of ``weights`` (N, B):
     (Q, B). With weights of ones it equals the unweighted metric (sklearn's definitions)."""
     predictions = np.atleast_2d(predictions)
-    total = weights.sum(0)  # (B,)
-    correct = (predictions == labels).astype(np.float64) @ weights
+    total = weights.sum(0, dtype=np.float64)  # (B,)
+    correct = weighted_sum(predictions == labels, weights)
     if metric == "accuracy":
         return correct / total
     classes = range(int(max(labels.max(), predictions.max())) + 1)
     if metric == "f1":  # binary, positive class 1
-        tp = ((predictions == 1) & (labels == 1)).astype(np.float64) @ weights
-        predicted = (predictions == 1).astype(np.float64) @ weights
-        actual = (labels == 1).astype(np.float64) @ weights
+        tp = weighted_sum((predictions == 1) & (labels == 1), weights)
+        predicted = weighted_sum(predictions == 1, weights)
+        actual = weighted_sum(labels == 1, weights)
         denominator = predicted + actual
         return np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
     if metric == "matthews":  # the multi-class form (Gorodkin), as sklearn computes it
-        true_counts = np.stack([(labels == k).astype(np.float64) @ weights for k in classes])  # (K, B)
-        pred_counts = np.stack([(predictions == k).astype(np.float64) @ weights for k in classes])  # (K, Q, B)
+        true_counts = np.stack([weighted_sum(labels == k, weights) for k in classes])  # (K, B)
+        pred_counts = np.stack([weighted_sum(predictions == k, weights) for k in classes])  # (K, Q, B)
         cov_pred_true = correct * total - np.einsum("kqb,kb->qb", pred_counts, true_counts)
         cov_pred = total**2 - (pred_counts**2).sum(0)
         cov_true = total**2 - (true_counts**2).sum(0)
@@ -64,7 +82,7 @@ def weighted_metric(metric: str, labels: np.ndarray, predictions: np.ndarray, we
 
 def weighted_speedup(exit_layer: np.ndarray, num_layers: int, weights: np.ndarray) -> np.ndarray:
     """Layer speed-up M * N / sum of exit layers of each row (Q, N) under each weight column: (Q, B)."""
-    return num_layers * weights.sum(0) / (np.atleast_2d(exit_layer).astype(np.float64) @ weights)
+    return num_layers * weights.sum(0, dtype=np.float64) / weighted_sum(np.atleast_2d(exit_layer), weights)
 
 
 def trivial_metric(metric: str, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -74,18 +92,22 @@ def trivial_metric(metric: str, labels: np.ndarray, weights: np.ndarray) -> np.n
         return np.zeros(weights.shape[1])
     if metric == "f1":
         return weighted_metric("f1", labels, np.ones((1, len(labels)), dtype=labels.dtype), weights)[0]
-    counts = np.stack([(labels == k).astype(np.float64) @ weights for k in np.unique(labels)])
-    return counts.max(0) / weights.sum(0)
+    counts = np.stack([weighted_sum(labels == k, weights) for k in np.unique(labels)])
+    return counts.max(0) / weights.sum(0, dtype=np.float64)
 
 
 # ---- p-values and corrections ----
 
-def p_value(estimate: float, replicates: np.ndarray) -> float:
-    """Two-sided p-value of 'no difference' from the bootstrap standard error (normal approximation)."""
-    se = float(np.std(replicates, ddof=1))
-    if se == 0:
-        return 1.0 if estimate == 0 else 0.0
-    return math.erfc(abs(estimate) / se / math.sqrt(2))
+TOLERANCE = 1e-12  # differences this small are floating-point zeros
+
+
+def empirical_p(estimate: float, deviations: np.ndarray) -> float:
+    """Two-sided p-value of 'no difference': the share of replicate deviations from the estimate
+    at least as large as the estimate itself, (1 + #) / (B + 1), which is never 0."""
+    if abs(estimate) <= TOLERANCE:
+        return 1.0
+    extreme = np.count_nonzero(np.abs(deviations) >= abs(estimate) - TOLERANCE)
+    return float((1 + extreme) / (len(deviations) + 1))
 
 
 def adjust(pvalues: list[float], method: str) -> list[float]:
@@ -117,17 +139,23 @@ class RunPoints:
     table: pd.DataFrame  # strategy, kind, target, knob_value, row
     exit_layer: np.ndarray  # (Q, N)
     prediction: np.ndarray  # (Q, N)
+    check_share: dict[str, float] | None = None  # exit check piece -> its time / one layer's (evaluation.overhead)
 
     TABLE_COLUMNS = ("strategy", "kind", "target", "knob_value", "guarantee")
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], seed: int | None) -> RunPoints:
-        """From the arrays evaluation stores (``points.npz``; one without guaranteed points lacks ``guarantee``)."""
+    def from_arrays(cls, arrays: dict[str, np.ndarray], seed: int | None, overhead: dict | None = None) -> RunPoints:
+        """From the arrays evaluation stores (``points.npz``; one without guaranteed points lacks
+        ``guarantee``) and, where measured, the run's overhead timings (metrics.json)."""
         arrays = {"guarantee": np.full(len(arrays["strategy"]), "")} | dict(arrays)
         table = pd.DataFrame({k: arrays[k] for k in cls.TABLE_COLUMNS})
         table["row"] = np.arange(len(table))
+        shares = None
+        if overhead and "seconds" in overhead:
+            seconds = overhead["seconds"]
+            shares = {piece: seconds[piece] / seconds["layer"] for piece in ("classifier", "entropy_signal", "de3_signal")}
         return cls(seed, arrays["labels"], arrays["idx"], arrays["full_prediction"], int(arrays["num_layers"]),
-                   table, arrays["exit_layer"], arrays["prediction"])
+                   table, arrays["exit_layer"], arrays["prediction"], shares)
 
     def rows(self, strategy: str, kind: str, target: float | None = None, knob_value: float | None = None,
              guarantee: str | None = None) -> np.ndarray:
@@ -144,31 +172,59 @@ class RunPoints:
     def strategies(self, kind: str) -> list[str]:
         return list(dict.fromkeys(self.table.loc[self.table["kind"] == kind, "strategy"]))
 
+    def layer_costs(self, name: str) -> np.ndarray | None:
+        """Time of a sample leaving at layer 1..M under ``name``'s exit rule, in layers: the layers
+        it ran, an exit check (classifier and signal) at each layer before M, the final classifier
+        at M (a fixed exit runs only the classifier where it leaves). None without timings."""
+        if self.check_share is None:
+            return None
+        layers = np.arange(1, self.num_layers + 1, dtype=np.float64)
+        classifier = self.check_share["classifier"]
+        piece = lookup(name).exit_check
+        if piece is None:
+            return layers + classifier
+        checks = np.minimum(layers, self.num_layers - 1) * self.check_share[piece]
+        return layers + checks + np.where(layers == self.num_layers, classifier, 0.0)
+
+    @property
+    def full_cost(self) -> float | None:
+        return None if self.check_share is None else self.num_layers + self.check_share["classifier"]
+
 
 # ---- estimates over seeds and bootstrap replicates ----
 
 @dataclass
 class Estimate:
-    """A statistic: its value on the data, its bootstrap interval and (differences) p-values."""
+    """A statistic: its value on the data, its interval and parts, and (differences) p-values."""
 
     value: float
     low: float
     high: float
+    seed_part: float | None = None  # half-width of the seed part alone (t on S - 1 df); 0 with one seed
+    test_part: float | None = None  # half-width of the test-sampling part alone (bootstrap)
     p: float | None = None
     p_adjusted: float | None = None
     significant: bool | None = None
-    identical: bool = False  # every replicate gave exactly the value: the two sides never differ
+    family: str | None = None  # primary, exploratory, guarantee, lambda, wallclock
+    exact: bool = False  # every replicate gives the value: no test-sampling or seed spread at all
+    identical: bool = False  # a difference that is exactly 0 in every replicate: the two sides never differ
+    interpolated: bool = False  # a matched cell between two calibrated points (in some seed)
+    gap: float | None = None  # the widest speed-up gap between those two points over the seeds
+    wide_gap: bool = False  # that gap exceeds report.max_gap
+
+    FLAGS = ("exact", "identical", "interpolated", "wide_gap")  # stated only where true
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if v is not None and not (k == "identical" and not v)}
+        return {k: v for k, v in self.__dict__.items() if v is not None and not (k in self.FLAGS and not v)}
 
 
 @dataclass
 class Design:
-    """The bootstrap of one task: example weights per seed and seed draws, shared by every statistic."""
+    """The uncertainty of one task: example weights per seed (the test part) and Student-t draws
+    (the seed part), shared by every statistic so that differences are paired."""
 
-    weights: list[np.ndarray]  # per seed: (N, B)
-    seed_draws: np.ndarray  # (B, S)
+    columns_per_seed: list[np.ndarray]  # per seed: (N, 1 + B), unit weights (the data) first
+    seed_t: np.ndarray  # (B,): standard t draws on S - 1 degrees of freedom; zeros with one seed
     confidence: float
 
     @classmethod
@@ -176,27 +232,42 @@ class Design:
         rng = np.random.default_rng(cfg.bootstrap_seed)
         n_rep = cfg.bootstrap_samples
         shared = all(np.array_equal(r.idx, runs[0].idx) for r in runs)
-        draw = lambda n: rng.multinomial(n, np.full(n, 1 / n), size=n_rep).T.astype(np.float64)  # noqa: E731
-        weights = [draw(len(runs[0].idx))] * len(runs) if shared else [draw(len(r.idx)) for r in runs]
-        seed_draws = rng.integers(0, len(runs), size=(n_rep, len(runs)))
-        return cls(weights, seed_draws, cfg.confidence)
+
+        def draw(n: int) -> np.ndarray:  # counts fit float32 exactly, and so do their sums over examples
+            counts = rng.multinomial(n, np.full(n, 1 / n), size=n_rep).T.astype(np.float32)
+            return np.hstack([np.ones((n, 1), np.float32), counts])
+
+        columns = [draw(len(runs[0].idx))] * len(runs) if shared else [draw(len(r.idx)) for r in runs]
+        seed_t = rng.standard_t(len(runs) - 1, size=n_rep) if len(runs) > 1 else np.zeros(n_rep)
+        return cls(columns, seed_t, cfg.confidence)
 
     def columns(self, seed: int) -> np.ndarray:
         """Seed ``seed``'s weight columns: the data itself (unit weights) first, then every replicate."""
-        weights = self.weights[seed]
-        return np.hstack([np.ones((weights.shape[0], 1)), weights])
+        return self.columns_per_seed[seed]
 
     def combine(self, values: np.ndarray, replicates: np.ndarray, paired: bool = False) -> Estimate:
-        """Mean over seeds of per-seed ``values`` (S,) with per-seed ``replicates`` (S, B)."""
-        value = float(np.mean(values))
-        reps = replicates[self.seed_draws, np.arange(replicates.shape[1])[:, None]].mean(1)  # (B,)
+        """Mean over seeds of per-seed ``values`` (S,), with per-seed test-bootstrap ``replicates`` (S, B)."""
+        values = np.asarray(values, dtype=np.float64)
+        n_seeds, value = len(values), float(np.mean(values))
+        test = np.asarray(replicates, dtype=np.float64).mean(0) - value  # test sampling, the seeds held fixed
+        seed_se = float(np.std(values, ddof=1)) / math.sqrt(n_seeds) if n_seeds > 1 else 0.0
+        deviations = test + seed_se * self.seed_t
         tail = (1 - self.confidence) / 2
-        low, high = (float(x) for x in np.quantile(reps, [tail, 1 - tail]))
-        estimate = Estimate(value, low, high)
+        low, high = (value + float(x) for x in np.quantile(deviations, [tail, 1 - tail]))
+        test_low, test_high = np.quantile(test, [tail, 1 - tail])
+        exact = bool(np.all(np.abs(deviations) <= TOLERANCE))
+        estimate = Estimate(value, low, high, seed_part=_t_quantile(1 - tail, n_seeds - 1) * seed_se,
+                            test_part=float(test_high - test_low) / 2, exact=exact)
         if paired:
-            estimate.p = p_value(value, reps)
-            estimate.identical = bool(np.all(replicates == values[:, None]) and value == 0)
+            estimate.identical = exact and abs(value) <= TOLERANCE
+            estimate.p = empirical_p(value, deviations)
         return estimate
+
+
+def _t_quantile(q: float, df: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(q, df)) if df >= 1 else 0.0
 
 
 @dataclass
@@ -219,6 +290,12 @@ class CurveSet:
         reps = np.stack([interpolate(s, m, speedups) for s, m in zip(self.speedup_reps, self.metric_reps, strict=True)])
         return values, reps
 
+    def marks(self, speedups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per speed-up: whether some seed's cell lies between two calibrated points, and the widest
+        gap between such neighbours over the seeds."""
+        per_seed = [bracket(s, speedups) for s in self.speedups]
+        return np.any([i for i, _ in per_seed], axis=0), np.max([g for _, g in per_seed], axis=0)
+
 
 @dataclass
 class TaskComparison:
@@ -227,12 +304,18 @@ class TaskComparison:
     seeds: list
     gate: dict
     matched: dict = field(default_factory=dict)  # strategy -> speed-up -> Estimate | None (not reached)
-    area: dict = field(default_factory=dict)  # {"range": [1, upper], "strategies": {name: Estimate}}
+    area: dict = field(default_factory=dict)  # {"range", "strategies": {name: Estimate | None}, "reach": {name: x}}
     differences: dict = field(default_factory=dict)  # comparison -> key ("2" or "area") -> Estimate
     targets: dict = field(default_factory=dict)  # strategy -> target -> {"metric", "speedup", "off_target", ...}
     calibration_error: dict = field(default_factory=dict)  # strategy -> target -> Estimate (relative)
     mean_calibration_error: dict = field(default_factory=dict)  # strategy -> mean |relative error| over targets
-    per_lambda: dict = field(default_factory=dict)  # secondary-knob value -> target -> {"metric", "speedup"}
+    # lambda on its own axis: value -> speed-up -> Estimate (metric); and each value > 0 minus 0 there
+    per_lambda: dict = field(default_factory=dict)
+    lambda_differences: dict = field(default_factory=dict)
+    lambda_chosen: dict = field(default_factory=dict)  # target -> per-seed lambda of the reference's frozen point
+    # the matched wall-clock view: strategy -> speed-up -> Estimate | None; the reference minus each there
+    wallclock: dict = field(default_factory=dict)
+    wallclock_differences: dict = field(default_factory=dict)
     # the guaranteed view: strategy -> guarantee key -> {"speedup", "risk", "metric": Estimate, "epsilon"}
     guaranteed: dict = field(default_factory=dict)
     guarantee_differences: dict = field(default_factory=dict)  # comparison -> guarantee key -> Estimate (speed-up)
@@ -264,50 +347,146 @@ def compare_task(task: str, metric: str, runs: list[RunPoints], cfg: ReportConfi
     }
     out = TaskComparison(task, metric, [r.seed for r in runs], gate)
     names = [n for n in runs[0].strategies("curve") if all(n in r.strategies("curve") for r in runs)]
-    curves = {name: _curves(runs, design, metric, name, full_values, full_reps) for name in names}
-    matched = np.array(cfg.matched_speedups)
-    at_matched = {name: c.at(matched) for name, c in curves.items()}
-    for name, curve in curves.items():
-        values, reps = at_matched[name]
-        out.matched[name] = {
-            speedup_key(s): design.combine(values[:, i], reps[:, i]) if curve.reach() >= s - 1e-9 else None
-            for i, s in enumerate(matched)
-        }
-    upper = min([cfg.max_area_speedup] + [c.reach() for c in curves.values()]) if curves else 1.0
-    areas = {}
-    if upper > 1.0:
-        grid = area_grid(upper)
-        for name, curve in curves.items():
-            values, reps = curve.at(grid)
-            areas[name] = (mean_over_grid(values.T), np.stack([mean_over_grid(r) for r in reps]))
-        out.area = {"range": [1.0, upper], "strategies": {n: design.combine(*a) for n, a in areas.items()}}
-    reference = cfg.reference
-    if reference in curves:
-        for other in (c for c in cfg.comparisons if c in curves and c != reference):
-            entry = {}
-            for i, s in enumerate(matched):
-                key = speedup_key(s)
-                if out.matched[reference][key] is not None and out.matched[other][key] is not None:
-                    (a, ar), (b, br) = at_matched[reference], at_matched[other]
-                    entry[key] = design.combine(a[:, i] - b[:, i], ar[:, i] - br[:, i], paired=True)
-            if other in areas and reference in areas:
-                entry["area"] = design.combine(areas[reference][0] - areas[other][0],
-                                               areas[reference][1] - areas[other][1], paired=True)
-            out.differences[other] = entry
+    full = (full_values, full_reps)
+    curves = {name: _curves(runs, design, metric, full, lambda r, n=name: r.rows(n, "curve")) for name in names}
+    out.matched, at_matched = _matched(curves, design, cfg)
+    out.area, areas = _area(curves, design, cfg)
+    out.differences = _differences(out.matched, at_matched, areas, design, cfg, cfg.comparisons)
+    for other, entry in out.differences.items():
+        for key, estimate in entry.items():
+            primary = other in cfg.primary.against and key in {_at_key(a) for a in cfg.primary.at}
+            estimate.family = "primary" if primary else "exploratory"
+    if all(r.check_share is not None for r in runs):
+        wall = {name: _curves(runs, design, metric, full, lambda r, n=name: r.rows(n, "curve"), wallclock=n)
+                for name in names}
+        out.wallclock, at_wall = _matched(wall, design, cfg)
+        out.wallclock_differences = _differences(out.wallclock, at_wall, {}, design, cfg, cfg.primary.against,
+                                                 family="wallclock")
+    _lambda_view(out, runs, design, metric, full, cfg)
     _target_view(out, runs, design, metric, cfg)
     _guaranteed_view(out, runs, design, metric, cfg)
     return out
 
 
+def _at_key(at: float | str) -> str:
+    return "area" if at == "area" else speedup_key(float(at))
+
+
+def _matched(curves: dict[str, CurveSet], design: Design, cfg: ReportConfig) -> tuple[dict, dict]:
+    """Each curve at the matched speed-ups: {name: {key: Estimate | None}} (None: not reached in
+    every seed), and the per-seed arrays for differences."""
+    matched = np.array(cfg.matched_speedups)
+    at_matched = {name: c.at(matched) for name, c in curves.items()}
+    out = {}
+    for name, curve in curves.items():
+        values, reps = at_matched[name]
+        interpolated, gaps = curve.marks(matched)
+        out[name] = {}
+        for i, s in enumerate(matched):
+            if curve.reach() < s - 1e-9:
+                out[name][speedup_key(s)] = None
+                continue
+            estimate = design.combine(values[:, i], reps[:, i])
+            estimate.interpolated = bool(interpolated[i])
+            estimate.gap = float(gaps[i]) if interpolated[i] else None
+            estimate.wide_gap = bool(gaps[i] > cfg.max_gap + 1e-9)
+            out[name][speedup_key(s)] = estimate
+    return out, at_matched
+
+
+def _area(curves: dict[str, CurveSet], design: Design, cfg: ReportConfig) -> tuple[dict, dict]:
+    """Mean metric over the fixed range ``report.area_range``: an Estimate per strategy whose curve
+    reaches its end in every seed, else None with the reach it has."""
+    low, high = cfg.area_range
+    grid = area_grid(low, high)
+    summary: dict = {"range": [low, high], "strategies": {}, "reach": {}}
+    areas = {}
+    for name, curve in curves.items():
+        summary["reach"][name] = curve.reach()
+        if curve.reach() < high - 1e-9:
+            summary["strategies"][name] = None
+            continue
+        values, reps = curve.at(grid)
+        areas[name] = (mean_over_grid(values.T), np.stack([mean_over_grid(r) for r in reps]))
+        summary["strategies"][name] = design.combine(*areas[name])
+    return summary, areas
+
+
+def _differences(matched: dict, at_matched: dict, areas: dict, design: Design, cfg: ReportConfig,
+                 others: list[str], family: str | None = None) -> dict:
+    """The reference minus each of ``others`` at every matched speed-up both reach, and over the
+    area where both have one: paired per seed and replicate."""
+    reference = cfg.reference
+    out = {}
+    if reference not in matched:
+        return out
+    for other in (o for o in others if o in matched and o != reference):
+        entry = {}
+        for i, s in enumerate(cfg.matched_speedups):
+            key = speedup_key(s)
+            if matched[reference][key] is not None and matched[other][key] is not None:
+                (a, ar), (b, br) = at_matched[reference], at_matched[other]
+                entry[key] = design.combine(a[:, i] - b[:, i], ar[:, i] - br[:, i], paired=True)
+                entry[key].family = family
+        if other in areas and reference in areas:
+            entry["area"] = design.combine(areas[reference][0] - areas[other][0],
+                                           areas[reference][1] - areas[other][1], paired=True)
+            entry["area"].family = family
+        out[other] = entry
+    return out
+
+
+def _lambda_view(out: TaskComparison, runs, design, metric, full, cfg: ReportConfig) -> None:
+    """The reference's secondary knob on its own axis: each value's calibrated curve at the matched
+    speed-ups, each value > 0 minus the value 0 there (paired), and the value each seed's frozen
+    point chose per target."""
+    reference = cfg.reference
+    table = runs[0].table
+    rows = table[(table["kind"] == "sensitivity") & (table["strategy"] == reference)]
+    values = sorted({float(v) for v in rows["knob_value"]})
+    if not values or not all(reference in r.strategies("sensitivity") for r in runs):
+        return
+    curves = {f"{v:g}": _curves(runs, design, metric, full, lambda r, v=v: r.rows(reference, "sensitivity", knob_value=v))
+              for v in values}
+    out.per_lambda, at_matched = _matched(curves, design, cfg)
+    if "0" in curves:
+        view = ReportConfig.model_construct(**{**cfg.__dict__, "reference": "0"})
+        out.lambda_differences = _differences(out.per_lambda, at_matched, {}, design, view, list(curves),
+                                              family="lambda")
+
+
+def _curves(runs, design, metric, full, rows_of, wallclock: str | None = None) -> CurveSet:
+    """A curve per seed (the points ``rows_of(run)``), with the full model's point (1x) first: on
+    the data and under every bootstrap replicate. ``wallclock``: the speed-ups charge each layer
+    the exit check of that strategy (``RunPoints.layer_costs``) instead of counting layers."""
+    full_values, full_reps = full
+
+    def curve(run, weights):
+        rows = rows_of(run)
+        if wallclock is None:
+            speedups = weighted_speedup(run.exit_layer[rows], run.num_layers, weights)
+        else:
+            costs = run.layer_costs(wallclock)[run.exit_layer[rows].astype(np.int64) - 1]  # (Q, N)
+            speedups = run.full_cost * weights.sum(0, dtype=np.float64) / weighted_sum(costs, weights)
+        return speedups, weighted_metric(metric, run.labels, run.prediction[rows], weights)
+
+    per_seed = [curve(r, design.columns(s)) for s, r in enumerate(runs)]
+    full_curves = [np.concatenate([[full_values[s]], full_reps[s]]) for s in range(len(runs))]
+    speedups = [np.vstack([np.ones(len(f)), sp]) for f, (sp, _) in zip(full_curves, per_seed, strict=True)]
+    metrics = [np.vstack([f, m]) for f, (_, m) in zip(full_curves, per_seed, strict=True)]
+    return CurveSet([sp[:, 0] for sp in speedups], [m[:, 0] for m in metrics],
+                    [sp[:, 1:] for sp in speedups], [m[:, 1:] for m in metrics])
+
+
 def weighted_risk(risk: str, run: RunPoints, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The rate of ``risk``'s losses of each point ``rows`` under each weight column: (Q, B)."""
-    hits = losses(risk, run.prediction[rows], run.full_prediction, run.labels).astype(np.float64)
-    return hits @ weights / weights.sum(0)
+    hits = losses(risk, run.prediction[rows], run.full_prediction, run.labels)
+    return weighted_sum(hits, weights) / weights.sum(0, dtype=np.float64)
 
 
 def _guaranteed_view(out: TaskComparison, runs, design, metric, cfg: ReportConfig) -> None:
     """Speed-up at a guaranteed loss: each guaranteed point's test speed-up, risk and metric, and
-    the reference's speed-up minus each ``compare_against`` strategy's at the same guarantee."""
+    the reference's speed-up minus each primary comparison's at the same guarantee."""
     table = runs[0].table
     rows = table[table["kind"] == "guarantee"]
     if rows.empty:
@@ -335,33 +514,18 @@ def _guaranteed_view(out: TaskComparison, runs, design, metric, cfg: ReportConfi
                 "epsilon": guarantee.epsilon,
             }
     reference = cfg.reference
-    for other in (c for c in cfg.compare_against if c in names and c != reference and reference in names):
-        out.guarantee_differences[other] = {
-            key: design.combine(speedups[reference, key][0] - speedups[other, key][0],
-                                speedups[reference, key][1] - speedups[other, key][1], paired=True)
-            for key in keys
-        }
-
-
-def _curves(runs, design, metric, name, full_values, full_reps) -> CurveSet:
-    """``name``'s calibrated curve per seed, with the full model's point (1x) first: on the data
-    and under every bootstrap replicate."""
-
-    def curve(run, weights):
-        rows = run.rows(name, "curve")
-        speedups = weighted_speedup(run.exit_layer[rows], run.num_layers, weights)
-        return speedups, weighted_metric(metric, run.labels, run.prediction[rows], weights)
-
-    per_seed = [curve(r, design.columns(s)) for s, r in enumerate(runs)]
-    full = [np.concatenate([[full_values[s]], full_reps[s]]) for s in range(len(runs))]
-    speedups = [np.vstack([np.ones(len(f)), sp]) for f, (sp, _) in zip(full, per_seed, strict=True)]
-    metrics = [np.vstack([f, m]) for f, (_, m) in zip(full, per_seed, strict=True)]
-    return CurveSet([sp[:, 0] for sp in speedups], [m[:, 0] for m in metrics],
-                    [sp[:, 1:] for sp in speedups], [m[:, 1:] for m in metrics])
+    for other in (c for c in cfg.primary.against if c in names and c != reference and reference in names):
+        out.guarantee_differences[other] = {}
+        for key in keys:
+            estimate = design.combine(speedups[reference, key][0] - speedups[other, key][0],
+                                      speedups[reference, key][1] - speedups[other, key][1], paired=True)
+            estimate.family = "guarantee"
+            out.guarantee_differences[other][key] = estimate
 
 
 def _target_view(out: TaskComparison, runs, design, metric, cfg: ReportConfig) -> None:
-    """The secondary view at the nominal targets, the calibration error and lambda sensitivity."""
+    """The secondary view at the nominal targets, the calibration error, and the secondary knob's
+    value each seed's reference point chose per target."""
 
     def point(name, kind, target, knob_value=None):
         """Metric and speed-up of one frozen point: ((values, replicates), (values, replicates))."""
@@ -389,24 +553,26 @@ def _target_view(out: TaskComparison, runs, design, metric, cfg: ReportConfig) -
     out.mean_calibration_error = {  # over the named targets, of the values on the data
         name: float(np.mean([abs(e.value) for e in errors.values()])) for name, errors in out.calibration_error.items()
     }
-    sensitivity_rows = table[table["kind"] == "sensitivity"]
-    for (name, value, target), _ in sensitivity_rows.groupby(["strategy", "knob_value", "target"], sort=True):
-        if name != cfg.reference:
-            continue
-        (mv, mr), (sv, sr) = point(name, "sensitivity", target, value)
-        out.per_lambda.setdefault(f"{value:g}", {})[speedup_key(target)] = {"metric": design.combine(mv, mr),
-                                                                             "speedup": design.combine(sv, sr)}
 
 
-def correct_differences(comparisons: list[TaskComparison], cfg: ReportConfig, table: str = "differences") -> int:
-    """Adjust the p-values of one table of differences (``differences``: every comparison x
-    speed-up/area x learned task; ``guarantee_differences``: every comparison x guarantee x learned
-    task) together and mark the significant ones; returns the family's size."""
-    family = [e for c in comparisons if c.learned for d in getattr(c, table).values() for e in d.values()]
-    for estimate, adjusted in zip(family, adjust([e.p for e in family], cfg.correction), strict=True):
+FAMILIES = {  # family -> (the comparison's table of differences, whether an estimate belongs to it)
+    "primary": ("differences", lambda e: e.family == "primary"),
+    "exploratory": ("differences", lambda e: e.family == "exploratory"),
+    "guarantee": ("guarantee_differences", lambda e: True),
+    "lambda": ("lambda_differences", lambda e: True),
+    "wallclock": ("wallclock_differences", lambda e: True),
+}
+
+
+def correct_differences(comparisons: list[TaskComparison], cfg: ReportConfig, family: str = "primary") -> int:
+    """Adjust the p-values of one family of differences (over the learned tasks) together and mark
+    the significant ones; returns the family's size."""
+    table, belongs = FAMILIES[family]
+    members = [e for c in comparisons if c.learned for d in getattr(c, table).values() for e in d.values() if belongs(e)]
+    for estimate, adjusted in zip(members, adjust([e.p for e in members], cfg.correction), strict=True):
         estimate.p_adjusted = adjusted
         estimate.significant = adjusted < cfg.alpha
-    return len(family)
+    return len(members)
 
 
 # ---- the study's measurements without test sampling (overhead, validation heads) ----
@@ -505,18 +671,29 @@ def summarise(runs: list[dict], cfg: ReportConfig) -> tuple[dict, list[TaskCompa
                 entry["full_model_fallback"] = any(r["guaranteed"][name][key]["status"] != "ok" for r in task_runs)
                 entry["exceeds_epsilon"] = sum(r["guaranteed"][name][key]["exceeds_epsilon"] for r in task_runs)
         comparisons.append(comparison)
-    family = correct_differences(comparisons, cfg)
-    guarantee_family = correct_differences(comparisons, cfg, "guarantee_differences")
+        reference = cfg.reference  # the secondary knob each seed's reference point chose per named target
+        knob = lookup(reference).secondary_knob if reference in registry() else None
+        if knob:
+            comparison.lambda_chosen = {
+                target: [r["strategies"][reference][target]["knobs"].get(knob) for r in task_runs]
+                for target in task_runs[0]["strategies"].get(reference, {}) if target != "any"
+                if all(target in r["strategies"].get(reference, {}) for r in task_runs)
+            }
+    families = {family: correct_differences(comparisons, cfg, family) for family in FAMILIES}
     summary: dict = {
         "seeds": sorted({run.get("seed") for run in runs}),
+        "seeds_per_task": {task: [r.get("seed") for r in task_runs] for task, task_runs in sorted(by_task.items())},
         "protocol": {
             "bootstrap_samples": cfg.bootstrap_samples,
             "confidence": cfg.confidence,
             "correction": cfg.correction,
             "alpha": cfg.alpha,
-            "tests_in_family": family,
-            "guarantee_tests_in_family": guarantee_family,
+            "families": families,
+            "primary": {"reference": cfg.reference, "against": cfg.primary.against,
+                        "at": [_at_key(a) for a in cfg.primary.at]},
             "matched_speedups": cfg.matched_speedups,
+            "area_range": cfg.area_range,
+            "max_gap": cfg.max_gap,
             "reference": cfg.reference,
         },
         "tasks": {},

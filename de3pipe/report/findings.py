@@ -12,7 +12,7 @@ def _said(e: dict, speedup: bool = False) -> str:
     if e.get("identical"):
         return "0 (identical exits)"
     verdict = "significant" if e.get("significant") else "not significant"
-    return f"{text} ({verdict}, adjusted p = {e['p_adjusted']:.2g})"
+    return f"{text} ({verdict}, adjusted p = {e['p_adjusted']:.2g} in the {e.get('family', 'exploratory')} family)"
 
 
 def findings(summary: dict, cfg: ReportConfig) -> list[str]:
@@ -29,23 +29,27 @@ def findings(summary: dict, cfg: ReportConfig) -> list[str]:
     for task, e in tasks.items():
         if not e["gate"]["learned"]:
             continue
-        for other in cfg.compare_against:
+        for other in cfg.primary.against:
             diff = e["differences"].get(other)
             if not diff:
                 continue
-            parts = [f"at matched {k}× {_said(v)}" for k, v in diff.items() if k != "area" and float(k) in (2.0, 3.0)]
+            parts = [f"at matched {k}× {_said(v)}" for k, v in diff.items() if k != "area" and v.get("family") == "primary"]
             if "area" in diff:
-                parts.append(f"over the curve area (1–{e['area']['range'][1]:.2f}×) {_said(diff['area'])}")
+                low, high = e["area"]["range"]
+                parts.append(f"over the curve area ({low:g}–{high:g}×) {_said(diff['area'])}")
             out.append(f"{task}: {cfg.reference} − {other}: " + "; ".join(parts) + ".")
-        significant = [f"{other} at {k}{'' if k == 'area' else '×'} ({interval(v, signed=True)})"
-                       for other, d in e["differences"].items() for k, v in d.items() if v.get("significant")]
-        out.append(f"{task}: differences significant after correction: " + (", ".join(significant) or "none") + ".")
+        for family in ("primary", "exploratory"):
+            significant = [f"{other} at {k}{'' if k == 'area' else '×'} ({interval(v, signed=True)})"
+                           for other, d in e["differences"].items() for k, v in d.items()
+                           if v.get("significant") and v.get("family") == family]
+            out.append(f"{task}: {family} differences significant after correction within their family: "
+                       + (", ".join(significant) or "none") + ".")
         for other, by_key in e.get("guarantee_differences", {}).items():
             if by_key:
                 out.append(f"{task}: speed-up at a guaranteed loss, {cfg.reference} − {other}: " + "; ".join(
                     f"{key} {_said(v, speedup=True)}" for key, v in by_key.items()) + ".")
         errors = {n: error * 100 for n, error in e["mean_calibration_error"].items()}
-        shown = [n for n in (cfg.reference, *cfg.compare_against) if n in errors]
+        shown = [n for n in (cfg.reference, *cfg.primary.against) if n in errors]
         if shown:
             out.append(f"{task}: calibration, mean |achieved test speed-up / target − 1|: "
                        + ", ".join(f"{n} {errors[n]:.1f}%" for n in shown) + ".")

@@ -4,23 +4,55 @@ from __future__ import annotations
 
 from de3pipe.method.strategies import compared_names, registry
 
-def interval(e: dict | None, signed: bool = False, scale: float = 100.0) -> str:
-    """value [low, high] (×scale); '–' where there is no value."""
+def interval(e: dict | None, signed: bool = False, scale: float = 100.0, digits: int = 1, unit: str = "") -> str:
+    """value [low, high] (×scale, ``digits`` decimals, ``unit`` after the value); '–' where there
+    is no value; "(exact)" where every replicate gives the value (no test-sampling or seed spread)."""
     if not e:
         return "–"
-    f = "{:+.1f}" if signed else "{:.1f}"
-    if e["low"] == e["high"] == e["value"]:  # e.g. a constant classifier's MCC, a static exit's speed-up
-        return f"{f.format(e['value'] * scale)} (exact)"
-    return f"{f.format(e['value'] * scale)} [{f.format(e['low'] * scale)}, {f.format(e['high'] * scale)}]"
+    f = f"{{:{'+' if signed else ''}.{digits}f}}"
+    if e.get("exact"):  # e.g. a constant classifier's MCC, a static exit's speed-up
+        return f"{f.format(e['value'] * scale)}{unit} (exact)"
+    return f"{f.format(e['value'] * scale)}{unit} [{f.format(e['low'] * scale)}, {f.format(e['high'] * scale)}]"
 
 
-def _difference(e: dict | None) -> str:
+def _speedup(e: dict | None, signed: bool = False) -> str:
+    """A speed-up and its interval, two decimals: 1.52× [1.48, 1.57]."""
+    return interval(e, signed, scale=1.0, digits=2, unit="×")
+
+
+def _percent(e: dict | None) -> str:
+    """A rate in percent with its interval: 0.7% [0.0, 1.8]."""
+    return interval(e, unit="%")
+
+
+def _cell(e: dict | None) -> str:
+    """A matched cell: its interval, "~" where it lies between two calibrated points, and the gap
+    between them where that exceeds ``report.max_gap``."""
+    text = interval(e)
+    if e and e.get("interpolated"):
+        text += " ~"
+        if e.get("wide_gap"):
+            text += f" (gap {e['gap']:.2f}×)"
+    return text
+
+
+def _difference(e: dict | None, parts: bool = False, signed_scale: float = 100.0) -> str:
+    """A paired difference: its interval, bold with ✱ where significant in its family, and with
+    ``parts`` the seed and test half-widths and the adjusted p-value."""
     if not e:
         return "–"
     if e.get("identical"):
         return "0 (identical exits)"
-    text = interval(e, signed=True)
+    digits = 1 if signed_scale == 100.0 else 2
+    text = interval(e, signed=True, scale=signed_scale, digits=digits, unit="" if signed_scale == 100.0 else "×")
+    if parts:
+        text += (f" (seed ±{e.get('seed_part', 0) * signed_scale:.{digits}f}, test ±{e.get('test_part', 0) * signed_scale:.{digits}f}"
+                 + (f"; p_adj {_p(e['p_adjusted'])}" if e.get("p_adjusted") is not None else "") + ")")
     return f"**{text}** ✱" if e.get("significant") else text
+
+
+def _p(p: float) -> str:
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
 
 
 def _mean_t(value: tuple[float, float | None], scale: float = 100.0) -> str:
@@ -41,16 +73,27 @@ def markdown(summary: dict) -> str:
     entries = [summary["tasks"][t] for t in tasks]
     protocol = summary["protocol"]
     level = f"{protocol['confidence'] * 100:g}%"
+    seeds = summary.get("seeds_per_task") or {t: summary["seeds"] for t in tasks}
+    seed_counts = sorted({len(v) for v in seeds.values()})
     lines = [
         "# de3pipe report",
         "",
-        f"Seeds: {', '.join(str(s) for s in summary['seeds'])}. Every knob (τ, λ, t, k) was chosen on the validation "
-        "split and applied once to test. A strategy's **calibrated test curve** is made of its points frozen on "
-        "validation for a dense grid of target speed-ups, plus the full model at 1×; strategies are compared at "
-        "equal *achieved* test layer speed-up, each curve sorted by speed-up and linearly interpolated. Cells give "
-        f"the test metric ×100 and its {level} interval from a paired bootstrap ({protocol['bootstrap_samples']} "
-        "replicates, each resampling the test examples — the same draw for every strategy and seed — and the seeds); "
-        "\"(exact)\" marks a value every replicate gives (a constant predictor's MCC, a static exit's speed-up).",
+        *_verdict_markdown(summary, tasks, entries),
+        "## Protocol",
+        "",
+        "Seeds: " + "; ".join(f"{t} {', '.join(str(x) for x in v)}" for t, v in seeds.items()) + ". "
+        "Every knob (τ, λ, t, k) was chosen on the validation split and applied once to test. A strategy's "
+        "**calibrated test curve** is made of its points frozen on validation for a dense grid of target speed-ups, "
+        "plus the full model at 1×; strategies are compared at equal *achieved* test layer speed-up. Between two "
+        "calibrated points a curve is interpolated linearly in the mean exit layer (1/speed-up): a random mix of the "
+        "two points, which one could deploy; such cells are marked ~, and their gap is given where the two points "
+        f"lie more than {protocol.get('max_gap', 0.1):g}× apart. Cells give the test metric ×100 and its {level} "
+        "interval, a mean over seeds whose uncertainty has two parts: the **test part**, a bootstrap over the test "
+        f"examples ({protocol['bootstrap_samples']} replicates, the same draw for every strategy and seed), and the "
+        "**seed part**, the seeds' standard error times Student-t draws on S − 1 degrees of freedom "
+        f"(S = {', '.join(str(c) for c in seed_counts)}). Differences are paired; their p-values are empirical, "
+        "(1 + #)/(B + 1), and corrected within their family. \"(exact)\" marks a value every replicate gives (a "
+        "constant predictor's MCC, a static exit's speed-up).",
         "",
         "Metrics: " + ", ".join(f"{t}: {summary['tasks'][t]['metric']}" for t in tasks) + ".",
         "",
@@ -58,7 +101,7 @@ def markdown(summary: dict) -> str:
         "## Did each task learn?",
         "",
         "The full model against the best constant prediction on the same test examples (majority-class accuracy, "
-        f"all-positive F1, MCC 0), {level} bootstrap intervals. A task whose difference's interval does not lie above 0 "
+        f"all-positive F1, MCC 0), {level} intervals. A task whose difference's interval does not lie above 0 "
         "is **not learned**: it is shown, but left out of the tests of differences and of the findings.",
         "",
     ]
@@ -71,20 +114,16 @@ def markdown(summary: dict) -> str:
     headers = _task_headers(summary)
     lines += _guarantee_markdown(summary, entries, headers)
     speedups = [f"{s:g}" for s in protocol["matched_speedups"]]
-    rows = [["full model", "1×", *(interval(e["gate"]["full_model"]) for e in entries)]]
-    for s in speedups:
-        for name in compared_names():
-            cells = [interval(e["matched"].get(name, {}).get(s)) for e in entries]
-            if any(name in e["matched"] for e in entries):
-                rows.append([name, f"{s}×", *cells])
     lines += [
         "", "## Metric at matched speed-ups (main table)", "",
         "Test metric (×100) of each calibrated curve at the same achieved layer speed-up; – where a strategy's curve "
-        "does not reach that speed-up in every seed.", "",
-        *_table(["strategy", "speed-up", *headers], rows),
+        "does not reach that speed-up in every seed; ~ interpolated between two calibrated points.", "",
+        *_table(["strategy", "speed-up", *headers], _matched_rows(entries, speedups, "matched")),
     ]
     lines += _differences_markdown(summary, tasks, entries, headers, speedups)
-    lines += _area_markdown(entries, tasks, headers)
+    lines += _area_markdown(summary, entries, headers)
+    lines += _wallclock_markdown(summary, entries, headers, speedups)
+    lines += _lambda_markdown(summary, tasks, entries, headers, speedups)
     lines += _target_markdown(summary, entries, headers)
     lines += _calibration_markdown(entries, headers)
     lines += _study_markdown(summary, entries, tasks, headers)
@@ -94,47 +133,87 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _matched_rows(entries, speedups, view: str) -> list[list[str]]:
+    rows = [["full model", "1×", *(interval(e["gate"]["full_model"]) for e in entries)]]
+    for s in speedups:
+        for name in compared_names():
+            if any(name in e.get(view, {}) for e in entries):
+                rows.append([name, f"{s}×", *(_cell(e.get(view, {}).get(name, {}).get(s)) for e in entries)])
+    return rows
+
+
+CORRECTION = {"holm": "Holm's step-down correction", "bonferroni": "a Bonferroni correction", "none": "no correction"}
+
+
+def _family_words(protocol: dict, family: str) -> str:
+    size = protocol.get("families", {}).get(family, 0)
+    return (f"**Bold** with ✱: significant at family-wise level {protocol['alpha']:g} after "
+            f"{CORRECTION[protocol['correction']]} over the {size} differences of the {family} family in learned tasks")
+
+
+def _verdict_markdown(summary, tasks, entries) -> list[str]:
+    """The answer to the primary question first, in words a reader can quote."""
+    protocol = summary["protocol"]
+    primary = protocol.get("primary")
+    if not primary:
+        return []
+    reference = primary["reference"]
+    learned = [t for t, e in zip(tasks, entries, strict=True) if e["gate"]["learned"]]
+    lines = ["## Verdict (the primary family)", ""]
+    at_words = ", ".join("the curve area" if a == "area" else f"matched {a}×" for a in primary["at"])
+    if not learned:
+        return lines + ["No task learned, so no comparison was tested.", ""]
+    members = [(t, other, key, e["differences"][other][key]) for t, e in zip(tasks, entries, strict=True) if t in learned
+               for other in primary["against"] for key in primary["at"] if key in e["differences"].get(other, {})]
+    significant = [m for m in members if m[3].get("significant")]
+    lines.append(
+        f"Declared before the runs: {reference} − {', '.join(primary['against'])} at {at_words}, on the learned tasks "
+        f"({', '.join(learned)}); {len(members)} tests, {CORRECTION[protocol['correction']]} at family-wise level "
+        f"{protocol['alpha']:g}. **{len(significant)} of {len(members)} are significant.**"
+    )
+    for task, other, key, e in significant:
+        direction = "better" if e["value"] > 0 else "worse"
+        where = "over the curve area" if key == "area" else f"at matched {key}×"
+        lines.append(f"- {task}: {reference} is {direction} than {other} {where}: {_difference(e, parts=True)}.")
+    if not significant:
+        largest = max(members, key=lambda m: abs(m[3]["value"]), default=None)
+        if largest:
+            task, other, key, e = largest
+            where = "the curve area" if key == "area" else f"matched {key}×"
+            lines.append(f"- The largest difference, {task} {reference} − {other} at {where}, is "
+                         f"{_difference(e, parts=True)}.")
+    return lines + ["", "Cells: metric difference ×100, its interval, the half-widths of its seed and test parts, "
+                    "and the Holm-adjusted p-value.", ""]
+
+
 def _differences_markdown(summary, tasks, entries, headers, speedups) -> list[str]:
     comparisons = list(dict.fromkeys(c for e in entries for c in e["differences"]))
     if not comparisons:
         return []
     protocol = summary["protocol"]
-    correction = {"holm": "Holm's step-down correction", "bonferroni": "a Bonferroni correction", "none": "no correction"}
-    rows = []
-    for other in comparisons:
-        for key in [*speedups, "area"]:
-            cells = []
-            for e in entries:
-                value = e["differences"].get(other, {}).get(key)
-                cells.append(_difference(value) if e["gate"]["learned"] or not value else f"({interval(value, signed=True)})")
-            if any(c != "–" for c in cells):
-                rows.append([f"{protocol['reference']} − {other}", "curve area" if key == "area" else f"{key}×", *cells])
-    return [
-        "", f"## {protocol['reference']} against each comparison", "",
-        f"{protocol['reference']}'s test metric minus the other's (×100), paired per seed and bootstrap replicate, at each matched speed-up "
-        "and over the curve area below. **Bold** with ✱: significant at family-wise level "
-        f"{protocol['alpha']:g} after {correction[protocol['correction']]} over the {protocol['tests_in_family']} "
-        "differences of this table in learned tasks (two-sided p-values from the bootstrap standard error). "
-        "Differences in brackets belong to tasks that did not learn and are not tested.", "",
-        *_table(["comparison", "at", *headers], rows),
-    ]
-
-
-def _speedup(e: dict | None, signed: bool = False) -> str:
-    """A speed-up and its interval, two decimals; '–' where there is none."""
-    if not e:
-        return "–"
-    f = "{:+.2f}" if signed else "{:.2f}"
-    if e["low"] == e["high"] == e["value"]:
-        return f"{f.format(e['value'])}× (exact)"
-    return f"{f.format(e['value'])}× [{f.format(e['low'])}, {f.format(e['high'])}]"
-
-
-def _percent(e: dict) -> str:
-    """A rate in percent with its interval: 0.7% [0.0, 1.8]."""
-    if e["low"] == e["high"] == e["value"]:
-        return f"{e['value'] * 100:.1f}% (exact)"
-    return f"{e['value'] * 100:.1f}% [{e['low'] * 100:.1f}, {e['high'] * 100:.1f}]"
+    lines = []
+    for family, title in (("primary", "Primary family"), ("exploratory", "Exploratory differences")):
+        rows = []
+        for other in comparisons:
+            for key in [*speedups, "area"]:
+                cells = []
+                for e in entries:
+                    value = e["differences"].get(other, {}).get(key)
+                    if value and value.get("family", "exploratory") != family:
+                        value = None
+                    text = _difference(value, parts=family == "primary")
+                    cells.append(text if e["gate"]["learned"] or not value else f"({interval(value, signed=True)})")
+                if any(c != "–" for c in cells):
+                    rows.append([f"{protocol['reference']} − {other}", "curve area" if key == "area" else f"{key}×", *cells])
+        if rows:
+            lines += [
+                "", f"## {title}: {protocol['reference']} against each comparison", "",
+                f"{protocol['reference']}'s test metric minus the other's (×100), paired per seed and replicate, at "
+                f"matched speed-ups and over the curve area. {_family_words(protocol, family)}. Differences in "
+                "brackets belong to tasks that did not learn and are not tested.", "",
+                *_table(["comparison", "at", *headers], rows),
+            ]
+    return lines
 
 
 def _guarantee_markdown(summary, entries, headers) -> list[str]:
@@ -185,28 +264,110 @@ def _guarantee_markdown(summary, entries, headers) -> list[str]:
                 rows.append([f"{protocol['reference']} − {other}", key, *cells])
         lines += [
             "", f"{protocol['reference']}'s test speed-up minus the other's at the same guarantee, paired per seed and "
-            "bootstrap replicate. **Bold** with ✱: significant after the same correction over the "
-            f"{protocol.get('guarantee_tests_in_family', 0)} differences of this table in learned tasks.", "",
+            f"replicate. {_family_words(protocol, 'guarantee')}.", "",
             *_table(["comparison", "guarantee", *headers], rows),
         ]
     return lines
 
 
-def _area_markdown(entries, tasks, headers) -> list[str]:
+def _area_markdown(summary, entries, headers) -> list[str]:
     if not any(e["area"] for e in entries):
         return []
-    ranges = ", ".join(f"{t}: 1–{e['area']['range'][1]:.2f}×" for t, e in zip(tasks, entries, strict=True) if e["area"])
+    low, high = summary["protocol"].get("area_range", [1.0, 3.0])
     rows = []
     for name in compared_names():
-        cells = [interval(e["area"]["strategies"].get(name)) if e["area"] else "–" for e in entries]
+        cells = []
+        for e in entries:
+            area = e["area"] or {}
+            if name not in area.get("strategies", {}):
+                cells.append("–")
+            elif area["strategies"][name] is None:
+                cells.append(f"– (reaches {area['reach'][name]:.2f}×)")
+            else:
+                cells.append(interval(area["strategies"][name]))
         if any(c != "–" for c in cells):
             rows.append([name, *cells])
     return [
         "", "## Area under the calibrated curve", "",
-        "Mean test metric (×100) along each calibrated curve (linear interpolation between its points sorted by "
-        f"achieved speed-up, trapezoids on a 201-point grid), over one range per task that every curve reaches ({ranges}).",
+        f"Mean test metric (×100) along each calibrated curve over the fixed range {low:g}–{high:g}× (set in config "
+        "before any run; interpolated in 1/speed-up, trapezoids on a 201-point grid). A curve that does not reach "
+        f"{high:g}× in every seed has no area: – with the speed-up it reaches.",
         "", *_table(["strategy", *headers], rows),
     ]
+
+
+def _wallclock_markdown(summary, entries, headers, speedups) -> list[str]:
+    if not any(e.get("wallclock") for e in entries):
+        return []
+    protocol = summary["protocol"]
+    lines = [
+        "", "## At matched wall-clock speed-ups", "",
+        "The main table again, with each point's speed-up charging every layer a sample passes with the layer's time "
+        "plus its strategy's exit check (internal classifier and signal: entropy, or de3's prototype map and "
+        "distances), as `evaluation.overhead` times them per seed on test inputs (median of repeated runs; their "
+        "spread over seeds enters the seed part). de3's distance signal pays its cost here; layer counts alone give "
+        "it for free. Embedding and tokenisation are left out (the same for every strategy).", "",
+        *_table(["strategy", "wall-clock speed-up", *headers], _matched_rows(entries, speedups, "wallclock")),
+    ]
+    rows = []
+    comparisons = list(dict.fromkeys(c for e in entries for c in e.get("wallclock_differences", {})))
+    for other in comparisons:
+        for key in speedups:
+            cells = []
+            for e in entries:
+                value = e.get("wallclock_differences", {}).get(other, {}).get(key)
+                text = _difference(value)
+                cells.append(text if e["gate"]["learned"] or not value else f"({interval(value, signed=True)})")
+            if any(c != "–" for c in cells):
+                rows.append([f"{protocol['reference']} − {other}", f"{key}×", *cells])
+    if rows:
+        lines += ["", f"Paired differences at matched wall-clock speed-ups. {_family_words(protocol, 'wallclock')}.", "",
+                  *_table(["comparison", "at", *headers], rows)]
+    return lines
+
+
+def _lambda_markdown(summary, tasks, entries, headers, speedups) -> list[str]:
+    """λ on its own axis: each λ's calibrated curve at the matched speed-ups, each λ > 0 minus λ = 0
+    there, and the λ each seed's frozen point chose per target."""
+    with_lambda = [e for e in entries if e.get("per_lambda")]
+    if not with_lambda:
+        return []
+    protocol = summary["protocol"]
+    reference = protocol["reference"]
+    lambdas = sorted({lam for e in with_lambda for lam in e["per_lambda"]}, key=float)
+    rows = []
+    for s in speedups:
+        for lam in lambdas:
+            cells = [_cell(e.get("per_lambda", {}).get(lam, {}).get(s)) for e in entries]
+            if any(c != "–" for c in cells):
+                rows.append([lam + (" (entropy)" if float(lam) == 0 else ""), f"{s}×", *cells])
+    lines = [
+        "", "## λ on its own axis: does the distance signal add anything to entropy at equal speed?", "",
+        f"{reference} with λ fixed: a calibrated curve per λ value (only τ frozen on validation, for every target of "
+        "the dense grid), at the matched speed-ups. λ = 0 is entropy alone (EDR = E).", "",
+        *_table(["λ", "speed-up", *headers], rows),
+    ]
+    rows = []
+    for lam in (x for x in lambdas if float(x) != 0):
+        for s in speedups:
+            cells = []
+            for e in entries:
+                value = e.get("lambda_differences", {}).get(lam, {}).get(s)
+                text = _difference(value, parts=True)
+                cells.append(text if e["gate"]["learned"] or not value else f"({interval(value, signed=True)})")
+            if any(c != "–" for c in cells):
+                rows.append([f"λ {lam} − λ 0", f"{s}×", *cells])
+    if rows:
+        lines += ["", f"Each λ > 0 minus λ = 0 at matched speed-ups (×100), paired per seed and replicate, with the "
+                  f"half-widths of the seed and test parts. {_family_words(protocol, 'lambda')}.", "",
+                  *_table(["difference", "at", *headers], rows)]
+    chosen = [(t, e["lambda_chosen"]) for t, e in zip(tasks, entries, strict=True) if e.get("lambda_chosen")]
+    if chosen:
+        rows = [[task, f"{target}×", ", ".join(f"{v:g}" if v is not None else "–" for v in values)]
+                for task, by_target in chosen for target, values in by_target.items()]
+        lines += ["", f"The λ {reference}'s point frozen for each named target chose on validation, per seed (in seed "
+                  "order):", "", *_table(["task", "target", "λ per seed"], rows)]
+    return lines
 
 
 def _target_markdown(summary, entries, headers) -> list[str]:
@@ -260,24 +421,6 @@ def _calibration_markdown(entries, headers) -> list[str]:
 def _study_markdown(summary, entries, tasks, headers) -> list[str]:
     """The study's sections, each only where the runs recorded what it needs."""
     lines: list[str] = []
-    with_lambda = [e for e in entries if e.get("per_lambda")]
-    if with_lambda:
-        targets = sorted({t for e in with_lambda for lam in e["per_lambda"].values() for t in lam}, key=float)
-        target = "2" if "2" in targets else targets[len(targets) // 2]
-        lambdas = sorted({lam for e in with_lambda for lam in e["per_lambda"]}, key=float)
-        rows = []
-        for lam in lambdas:
-            cells = []
-            for e in entries:
-                point = e.get("per_lambda", {}).get(lam, {}).get(target)
-                cells.append(f"{interval(point['metric'])} ({point['speedup']['value']:.2f}×)" if point else "–")
-            rows.append([lam + (" (entropy)" if float(lam) == 0 else ""), *cells])
-        lines += [
-            "", f"## λ sensitivity at {target}×", "",
-            f"{summary['protocol']['reference']}'s test metric (×100, interval) with λ fixed and only τ frozen on validation for {target}×; achieved "
-            "test speed-up in brackets. λ = 0 is entropy alone (EDR = E).", "",
-            *_table(["λ", *headers], rows),
-        ]
     if any(e.get("overhead") for e in entries):
         rows = []
         for task, e in zip(tasks, entries, strict=True):

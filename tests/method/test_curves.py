@@ -1,5 +1,6 @@
-"""Calibrated curves as numbers (de3pipe/method/curves.py): linear interpolation of unsorted
-points, the full model's 1x point, the trapezoid mean and the mean line over seeds, by hand."""
+"""Calibrated curves as numbers (de3pipe/method/curves.py): interpolation of unsorted points linear
+in 1/speed-up, the marks of interpolated cells, the full model's 1x point, the trapezoid mean and
+the mean line over seeds, by hand."""
 
 import numpy as np
 import pytest
@@ -10,14 +11,23 @@ from de3pipe.method.curves import (
 
 
 def test_interpolate_sorts_each_column_by_speedup():
-    # column 0 sorted: (1, .9), (2, .7), (4, .4); column 1 sorted: (1, .5), (1.5, .6), (3, .3)
+    # column 0 sorted: (1, .9), (2, .7), (4, .4); column 1 sorted: (1, .5), (1.5, .6), (3, .3); each linear
+    # in 1/speed-up between its points (1.25x: 1/1.25 = 0.8 is 0.6 of the way from 1/2 to 1/1)
     speedups = np.array([[2.0, 3.0], [1.0, 1.0], [4.0, 1.5]])
     metrics = np.array([[0.7, 0.3], [0.9, 0.5], [0.4, 0.6]])
     at = np.array([1.0, 1.25, 1.5, 2.0, 3.0])
     got = interpolate(speedups, metrics, at)
     assert got.shape == (5, 2)
-    assert got[:, 0] == pytest.approx([0.9, 0.85, 0.8, 0.7, 0.55])
-    assert got[:, 1] == pytest.approx([0.5, 0.55, 0.6, 0.5, 0.3])
+    assert got[:, 0] == pytest.approx([0.9, 0.82, 0.7 + 0.2 / 3, 0.7, 0.5])
+    assert got[:, 1] == pytest.approx([0.5, 0.56, 0.6, 0.45, 0.3])
+
+
+def test_bracket_marks_cells_between_two_points_and_their_gap():
+    from de3pipe.method.curves import bracket
+
+    interpolated, gap = bracket(np.array([1.0, 1.48, 2.0, 2.05, 3.2]), np.array([1.5, 2.0, 2.02, 3.0, 4.0]))
+    assert interpolated.tolist() == [True, False, True, True, False]  # 2x sits on a point; 4x beyond the end
+    assert gap == pytest.approx([0.52, 0.0, 0.05, 1.15, 0.0])
 
 
 def test_interpolate_holds_the_end_values_beyond_the_curve():
@@ -70,12 +80,12 @@ def test_one_curve_is_drawn_as_it_is():
 
 
 def test_two_curves_are_averaged_up_to_the_smaller_reach():
-    first = (np.array([1.0, 2.0, 3.0]), np.array([10.0, 8.0, 6.0]))  # 10 - 2 (x - 1)
-    second = (np.array([1.0, 2.0]), np.array([10.0, 6.0]))  # 10 - 4 (x - 1), stops at 2x
+    first = (np.array([1.0, 2.0, 3.0]), np.array([10.0, 8.0, 6.0]))  # up to 2x: 6 + 4 / x
+    second = (np.array([1.0, 2.0]), np.array([10.0, 6.0]))  # 2 + 8 / x, stops at 2x
     xs, ys = mean_curve([first, second])
     assert len(xs) == PLOT_GRID
     assert xs[0] == 1.0 and xs[-1] == 2.0
-    assert ys == pytest.approx(10 - 3 * (xs - 1))
+    assert ys == pytest.approx(4 + 6 / xs)
     assert ys[-1] == pytest.approx(7.0)
 
 
@@ -87,6 +97,6 @@ def test_mean_curve_of_three_seeds_with_kinks():
     ]
     xs, ys = mean_curve(curves)
     assert xs[-1] == 2.5  # the least any seed reaches
-    at_two = (6.0 - 2 * 0.5 + 9.0 + 7.0) / 3  # first: 6 - 2 per unit after 1.5
+    at_two = (4.0 + 9.0 + 7.0) / 3  # first: 1/2 lies 0.6 of the way from 1/4 to 1/1.5, so 1 + 0.6 * 5
     assert np.interp(2.0, xs, ys) == pytest.approx(at_two, abs=1e-2)
-    assert ys[-1] == pytest.approx((4.0 + 9.0 + 3.0) / 3)  # first at 2.5: 6 - 2 * 1
+    assert ys[-1] == pytest.approx((2.8 + 9.0 + 3.0) / 3)  # first at 2.5: 1 + 0.36 * 5

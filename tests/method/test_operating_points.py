@@ -145,8 +145,10 @@ def test_sensitivity_points_fix_the_secondary_knob(study_thresholds):
     points = sensitivity_points(study_thresholds)
     assert sorted({value for value, _ in points}) == [0.5, 2.0]
     for value, point in points:
-        assert point.name == "de3" and point.target.key == "2"
-        assert point.strategy.lam == value
+        assert point.name == "de3" and point.strategy.lam == value
+    for lam in (0.5, 2.0):  # each value's whole calibrated curve, one point per target of the dense grid
+        targets = [point.target.value for value, point in points if value == lam]
+        assert len(targets) > 1 and len(set(targets)) == len(targets)
     assert sensitivity_points({"eps": EPS}) == []
 
 

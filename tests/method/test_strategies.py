@@ -144,7 +144,7 @@ from tests.method.test_calibration import random_signals
 out = Path(sys.argv[2])
 cfg = load_config(None, ["calibration.strategies=[entropy, confident_after]", "calibration.targets=[1.5]",
                          "calibration.grids.confident_after.min_layer=[1, 3]", "report.reference=confident_after",
-                         "report.comparisons=[entropy]", "report.compare_against=[entropy]",
+                         "report.comparisons=[entropy]", "report.primary.against=[entropy]",
                          "report.bootstrap_samples=100", "evaluation.wallclock=false", "tracking.enabled=false"])
 check_config(cfg)
 schema = pipeline_schema()["$defs"]["CalibrationConfig"]["properties"]

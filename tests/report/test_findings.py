@@ -1,5 +1,5 @@
 """The findings (de3pipe/report/findings.py): statements about the reference and the comparisons the
-ReportConfig names (report.reference, report.compare_against), for learned tasks only."""
+ReportConfig names (report.reference, report.primary), for learned tasks only."""
 
 import copy
 
@@ -12,7 +12,7 @@ from tests.report.test_tables import evaluated_run, report_config
 
 # Not the defaults (de3 against entropy and control_entropy): the statements must follow the config.
 CFG = report_config(reference="entropy", comparisons=["maxprob", "de3", "patience"],
-                    compare_against=["maxprob", "patience"])
+                    primary={"against": ["maxprob", "patience"], "at": [2.0, 3.0, "area"]})
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +30,16 @@ def said(e: dict) -> str:
     if e.get("identical"):
         return "0 (identical exits)"
     verdict = "significant" if e["significant"] else "not significant"
-    return f"{interval(e, signed=True)} ({verdict}, adjusted p = {e['p_adjusted']:.2g})"
+    return f"{interval(e, signed=True)} ({verdict}, adjusted p = {e['p_adjusted']:.2g} in the {e['family']} family)"
 
 
 def statement(summary: dict, other: str) -> str:
     entry = summary["tasks"]["sst2"]
     diff = entry["differences"][other]
     parts = [f"at matched {k}× {said(diff[k])}" for k in ("2", "3") if k in diff]
-    parts.append(f"over the curve area (1–{entry['area']['range'][1]:.2f}×) {said(diff['area'])}")
+    low, high = entry["area"]["range"]
+    if "area" in diff:
+        parts.append(f"over the curve area ({low:g}–{high:g}×) {said(diff['area'])}")
     return f"sst2: {CFG.reference} − {other}: " + "; ".join(parts) + "."
 
 
@@ -52,7 +54,7 @@ def test_statements_name_the_configured_reference_and_comparisons(summary):
 def test_a_statement_quotes_the_2x_and_3x_matched_differences_and_the_area(summary):
     diffs = summary["tasks"]["sst2"]["differences"]
     assert set(diffs["maxprob"]) == {"1.5", "2", "3", "area"}
-    assert set(diffs["patience"]) == {"1.5", "2", "area"}  # patience's curve stops short of 3x
+    assert set(diffs["patience"]) == {"1.5", "2"}  # patience's curve stops short of 3x: no area over 1-3x either
     lines = findings(summary, CFG)
     assert statement(summary, "maxprob") in lines
     assert statement(summary, "patience") in lines
@@ -71,14 +73,17 @@ def test_the_significant_differences(summary):
     for diff in quiet["tasks"]["sst2"]["differences"].values():
         for e in diff.values():
             e["significant"] = False
-    assert "sst2: differences significant after correction: none." in findings(quiet, CFG)
+    for family in ("primary", "exploratory"):
+        assert f"sst2: {family} differences significant after correction within their family: none." in findings(quiet, CFG)
     diffs = quiet["tasks"]["sst2"]["differences"]
     diffs["de3"]["2"]["significant"] = True  # listed even where no statement is made about de3
-    diffs["patience"]["area"]["significant"] = True
-    expected = ("sst2: differences significant after correction: "
-                f"de3 at 2× ({interval(diffs['de3']['2'], signed=True)}), "
-                f"patience at area ({interval(diffs['patience']['area'], signed=True)}).")
-    assert expected in findings(quiet, CFG)
+    diffs["patience"]["2"]["significant"] = True
+    assert diffs["de3"]["2"]["family"] == "exploratory" and diffs["patience"]["2"]["family"] == "primary"
+    lines = findings(quiet, CFG)
+    assert ("sst2: primary differences significant after correction within their family: "
+            f"patience at 2× ({interval(diffs['patience']['2'], signed=True)}).") in lines
+    assert ("sst2: exploratory differences significant after correction within their family: "
+            f"de3 at 2× ({interval(diffs['de3']['2'], signed=True)}).") in lines
 
 
 def test_the_calibration_error_of_the_reference_then_each_comparison(summary):
@@ -90,7 +95,7 @@ def test_the_calibration_error_of_the_reference_then_each_comparison(summary):
 
 
 def test_comparisons_the_run_lacks_are_skipped(summary):
-    cfg = CFG.model_copy(update={"compare_against": ["control_entropy", "maxprob"]})
+    cfg = CFG.model_copy(update={"primary": CFG.primary.model_copy(update={"against": ["control_entropy", "maxprob"]})})
     lines = findings(summary, cfg)
     assert not any("control_entropy" in line for line in lines)
     assert sum(line.startswith("sst2: entropy − ") for line in lines) == 1

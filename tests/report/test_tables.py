@@ -10,7 +10,7 @@ from de3pipe.config import CalibrationConfig, ReportConfig
 from de3pipe.method.calibration import calibrate
 from de3pipe.method.evaluation import evaluate
 from de3pipe.report.comparison import RunPoints, summarise
-from de3pipe.report.tables import interval, markdown
+from de3pipe.report.tables import _cell, _difference, interval, markdown
 from tests.method.test_calibration import random_signals
 
 STRATEGIES = ["de3", "entropy", "maxprob", "patience", "static", "oracle"]
@@ -59,9 +59,17 @@ def test_interval_formatting():
     assert interval(e, signed=True) == "+50.0 [+40.0, +62.5]"
     assert interval(e, scale=1) == "0.5 [0.4, 0.6]"
     assert interval({"value": -0.012, "low": -0.031, "high": 0.004}, signed=True) == "-1.2 [-3.1, +0.4]"
-    assert interval({"value": 1.0, "low": 1.0, "high": 1.0}) == "100.0 (exact)"
-    assert interval({"value": 0.0, "low": 0.0, "high": 0.0}, signed=True) == "+0.0 (exact)"
-    assert interval({"value": 0.5, "low": 0.5, "high": 0.6}) == "50.0 [50.0, 60.0]"  # not exact: high differs
+    assert interval({"value": 1.0, "low": 1.0, "high": 1.0, "exact": True}) == "100.0 (exact)"
+    assert interval({"value": 0.0, "low": 0.0, "high": 0.0, "exact": True}, signed=True) == "+0.0 (exact)"
+    # equal quantiles are not "exact": only a value every replicate gives is
+    assert interval({"value": 0.5, "low": 0.5, "high": 0.5}) == "50.0 [50.0, 50.0]"
+    assert interval({"value": 1.5, "low": 1.25, "high": 1.75}, scale=1, digits=2, unit="×") == "1.50× [1.25, 1.75]"
+    assert _cell({"value": 0.5, "low": 0.4, "high": 0.6, "interpolated": True}) == "50.0 [40.0, 60.0] ~"
+    assert _cell({"value": 0.5, "low": 0.4, "high": 0.6, "interpolated": True, "wide_gap": True, "gap": 0.234}) == (
+        "50.0 [40.0, 60.0] ~ (gap 0.23×)")
+    parts = {"value": 0.012, "low": -0.003, "high": 0.027, "seed_part": 0.01, "test_part": 0.008, "p_adjusted": 0.0004,
+             "significant": True}
+    assert _difference(parts, parts=True) == "**+1.2 [-0.3, +2.7] (seed ±1.0, test ±0.8; p_adj 4.0e-04)** ✱"
 
 
 # ---- the main tables ----
@@ -84,24 +92,51 @@ def test_matched_table_cells_and_dashes_where_a_curve_stops(summary):
     assert set(cells) == {(n, f"{s:g}×") for n in entry["matched"] for s in MATCHED}
     for name, speedups in entry["matched"].items():
         for key, estimate in speedups.items():
-            assert cells[(name, f"{key}×")] == ("–" if estimate is None else interval(estimate))
+            assert cells[(name, f"{key}×")] == ("–" if estimate is None else _cell(estimate))
+            assert estimate is None or ("~" in cells[(name, f"{key}×")]) == bool(estimate.get("interpolated"))
     assert cells[("patience", "3×")] == "–"
     assert "oracle" not in {name for name, _ in cells}  # analysis only: never compared
     # the rows run speed-up by speed-up, strategies in registration order within each
     assert [at for _, at, _ in rows[1:]] == sorted([at for _, at, _ in rows[1:]], key=lambda s: float(s[:-1]))
 
 
-def test_differences_use_the_summarys_reference(runs, summary):
+PRIMARY = "Primary family: de3 against each comparison"
+EXPLORATORY = "Exploratory differences: de3 against each comparison"
+
+
+def test_differences_are_split_into_the_declared_family_and_the_rest(runs, summary):
     page = markdown(summary)
-    assert "## de3 against each comparison" in page
-    rows = table_rows(page, "de3 against each comparison")
     differences = summary["tasks"]["sst2"]["differences"]
-    assert {r[0] for r in rows} == {f"de3 − {other}" for other in differences}
-    swapped, _ = summarise(runs, report_config(reference="entropy", comparisons=["de3", "patience"]))
+    primary = table_rows(page, PRIMARY)
+    assert {(r[0], r[1]) for r in primary} == {("de3 − entropy", "2×"), ("de3 − entropy", "3×"),
+                                               ("de3 − entropy", "curve area")}  # control_entropy: not in these runs
+    for comparison, at, cell in primary:
+        key = "area" if at == "curve area" else at[:-1]
+        assert cell == _difference(differences["entropy"][key], parts=True)
+        assert "(seed ±" in cell or differences["entropy"][key].get("identical")
+    exploratory = {(r[0], r[1]) for r in table_rows(page, EXPLORATORY)}
+    assert ("de3 − entropy", "1.5×") in exploratory and ("de3 − entropy", "2×") not in exploratory
+    assert {r[0] for r in table_rows(page, EXPLORATORY)} == {f"de3 − {other}" for other in differences}
+    assert page.index("## Verdict (the primary family)") < page.index("## Protocol")
+    swapped, _ = summarise(runs, report_config(reference="entropy", comparisons=["de3", "patience"],
+                                               primary={"against": ["de3"], "at": [2.0]}))
     page = markdown(swapped)
-    assert "## entropy against each comparison" in page and "## de3 against" not in page
-    compared = {r[0] for r in table_rows(page, "entropy against each comparison")}
+    assert "## Primary family: entropy against each comparison" in page and "de3 against" not in page
+    compared = {r[0] for r in table_rows(page, "Exploratory differences: entropy against each comparison")}
     assert compared == {"entropy − de3", "entropy − patience"}
+
+
+def test_the_verdict_names_the_significant_primary_comparisons(summary):
+    marked = copy.deepcopy(summary)
+    entropy = marked["tasks"]["sst2"]["differences"]["entropy"]
+    for e in entropy.values():
+        e["significant"] = False
+    verdict = markdown(marked).split("## Verdict (the primary family)\n", 1)[1].split("\n## ", 1)[0]
+    assert "**0 of 3 are significant.**" in verdict and "The largest difference" in verdict
+    entropy["3"] |= {"significant": True, "value": -0.02}
+    verdict = markdown(marked).split("## Verdict (the primary family)\n", 1)[1].split("\n## ", 1)[0]
+    assert "**1 of 3 are significant.**" in verdict
+    assert f"- sst2: de3 is worse than entropy at matched 3×: {_difference(entropy['3'], parts=True)}." in verdict
 
 
 def test_difference_cells_mark_significance_and_identical_exits(summary):
@@ -110,10 +145,12 @@ def test_difference_cells_mark_significance_and_identical_exits(summary):
     entropy["1.5"] |= {"significant": True, "identical": False}
     entropy["2"] |= {"significant": False, "identical": True}
     entropy["3"] |= {"significant": False, "identical": False}
-    rows = {(r[0], r[1]): r[2] for r in table_rows(markdown(marked), "de3 against each comparison")}
+    page = markdown(marked)
+    rows = {(r[0], r[1]): r[2] for r in table_rows(page, EXPLORATORY)}
     assert rows[("de3 − entropy", "1.5×")] == f"**{interval(entropy['1.5'], signed=True)}** ✱"
+    rows = {(r[0], r[1]): r[2] for r in table_rows(page, PRIMARY)}
     assert rows[("de3 − entropy", "2×")] == "0 (identical exits)"
-    assert rows[("de3 − entropy", "3×")] == interval(entropy["3"], signed=True)
+    assert rows[("de3 − entropy", "3×")] == _difference(entropy["3"], parts=True) and "✱" not in rows[("de3 − entropy", "3×")]
     assert rows[("de3 − entropy", "curve area")] != "–"
 
 
@@ -123,16 +160,20 @@ def test_a_task_that_did_not_learn_is_marked_and_its_differences_bracketed(summa
     page = markdown(unlearned)
     assert "| strategy | speed-up | sst2 (not learned) |" in page
     assert table_rows(page, "Did each task learn?")[0][-1] == "**not learned**"
-    cells = [r[2] for r in table_rows(page, "de3 against each comparison")]
+    cells = [r[2] for r in table_rows(page, EXPLORATORY)]
     assert cells and all(c.startswith("(") and c.endswith(")") and "✱" not in c for c in cells)
+    assert "No task learned, so no comparison was tested." in page
 
 
 def test_area_table(summary):
     entry = summary["tasks"]["sst2"]
     page = markdown(summary)
-    assert f"(sst2: 1–{entry['area']['range'][1]:.2f}×)" in page
+    assert "over the fixed range 1–3× (set in config" in page
     rows = {r[0]: r[1] for r in table_rows(page, "Area under the calibrated curve")}
-    assert rows == {name: interval(e) for name, e in entry["area"]["strategies"].items()}
+    for name, e in entry["area"]["strategies"].items():
+        reach = entry["area"]["reach"][name]
+        assert rows[name] == (interval(e) if e else f"– (reaches {reach:.2f}×)")
+    assert rows["patience"].startswith("– (reaches ")  # patience stops near 2.2x on 6 layers
 
 
 def test_target_view_cells_marks_and_the_analysis_row(summary):
@@ -163,9 +204,10 @@ def test_calibration_error_table(summary):
 
 def test_sections_follow_what_the_summary_holds(summary):
     page = markdown(summary)
-    for absent in ("## λ sensitivity", "## Overhead", "## Exit heads", "## Findings", "Setup:"):
+    for absent in ("## λ on its own axis", "## At matched wall-clock", "## Overhead", "## Exit heads", "## Findings",
+                   "Setup:"):
         assert absent not in page
-    assert page.startswith("# de3pipe report\n") and "Seeds: 1, 2." in page and "(100 replicates" in page
+    assert page.startswith("# de3pipe report\n") and "Seeds: sst2 1, 2." in page and "(100 replicates" in page
     full = copy.deepcopy(summary)
     full["setup"] = {"model": "tiny"}
     full["findings"] = ["first finding.", "second finding."]
