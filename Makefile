@@ -2,12 +2,12 @@
 # tests and do not run in CI. They measure the finished runs of the reproduction study
 # (`snakemake all --cores 2 --configfile config/study.yaml`, results/study); BENCH_RESULTS=data
 # measures the default run instead. BENCH_ARGS go to the inference benchmark.
-.PHONY: bench bench-inference bench-training bench-serving bench-reruns bench-guarantee study
+.PHONY: bench bench-inference bench-training bench-serving bench-reruns bench-guarantee bench-seed-coverage study
 
 BENCH_RESULTS ?= results/study
 BENCH_ARGS ?= --seeds 1 --max-samples 256
 
-bench: bench-inference bench-training bench-serving bench-reruns bench-guarantee
+bench: bench-inference bench-training bench-serving bench-reruns bench-guarantee bench-seed-coverage
 	python benchmarks/summarize.py
 
 bench-inference:
@@ -29,7 +29,11 @@ bench-reruns:
 bench-guarantee:
 	python benchmarks/guarantee.py --results data --splits 500
 
-# The reproduction study: 4 tasks x 3 seeds (config/study.yaml). On a 2-core machine two
+# Coverage of the report's seed-aware interval in simulated studies with a seed effect (no runs needed).
+bench-seed-coverage:
+	python benchmarks/seed_coverage.py
+
+# The reproduction study: 4 tasks x 10 seeds (config/study.yaml). On a 2-core machine two
 # single-thread torch jobs at once go 1.6x faster than one job on both cores. The study's report
 # is committed while its runs are not: --forcerun report makes Snakemake build the runs the
 # report needs on a fresh clone (it would otherwise take the committed report as up to date).

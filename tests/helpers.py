@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from de3pipe.config import ModelConfig
@@ -164,3 +165,18 @@ def run_every_stage(out, sets) -> None:
     for step in steps:
         result = invoke(*step)
         assert result.exit_code == 0, (step[0], result.output)
+
+
+def paired_seed_study(rng, n_seeds: int, seed_sd: float, n: int = 400):
+    """One simulated study of a paired accuracy difference: every seed's two models on one shared
+    test set of ``n`` examples, each seed with its own effect (sd ``seed_sd``) on the difference;
+    the true difference, over seeds and examples, is 0.02."""
+    labels = rng.integers(0, 2, n)
+    difficulty = rng.random(n)  # shared by every seed and both models: the test set's own luck
+    preds = []
+    for effect in rng.normal(0, seed_sd, n_seeds):
+        own = rng.random(n)
+        right_a = np.where(rng.random(n) < 0.6, difficulty, own) < 0.80 + effect / 2
+        right_b = np.where(rng.random(n) < 0.6, difficulty, rng.random(n)) < 0.78 - effect / 2
+        preds.append(np.stack([np.where(right_a, labels, 1 - labels), np.where(right_b, labels, 1 - labels)]))
+    return labels, preds

@@ -183,7 +183,7 @@ class RunPoints:
         piece = lookup(name).exit_check
         if piece is None:
             return layers + classifier
-        checks = np.minimum(layers, self.num_layers - 1) * self.check_share[piece]
+        checks = np.minimum(layers, self.num_layers - 1) * (classifier + self.check_share[piece])
         return layers + checks + np.where(layers == self.num_layers, classifier, 0.0)
 
     @property
@@ -357,7 +357,7 @@ def compare_task(task: str, metric: str, runs: list[RunPoints], cfg: ReportConfi
             primary = other in cfg.primary.against and key in {_at_key(a) for a in cfg.primary.at}
             estimate.family = "primary" if primary else "exploratory"
     if all(r.check_share is not None for r in runs):
-        wall = {name: _curves(runs, design, metric, full, lambda r, n=name: r.rows(n, "curve"), wallclock=n)
+        wall = {name: _curves(runs, design, metric, full, lambda r, n=name: r.rows(n, "curve"), wallclock=name)
                 for name in names}
         out.wallclock, at_wall = _matched(wall, design, cfg)
         out.wallclock_differences = _differences(out.wallclock, at_wall, {}, design, cfg, cfg.primary.against,
@@ -413,10 +413,10 @@ def _area(curves: dict[str, CurveSet], design: Design, cfg: ReportConfig) -> tup
 
 
 def _differences(matched: dict, at_matched: dict, areas: dict, design: Design, cfg: ReportConfig,
-                 others: list[str], family: str | None = None) -> dict:
-    """The reference minus each of ``others`` at every matched speed-up both reach, and over the
-    area where both have one: paired per seed and replicate."""
-    reference = cfg.reference
+                 others: list[str], family: str | None = None, reference: str | None = None) -> dict:
+    """``reference`` (default: the report's) minus each of ``others`` at every matched speed-up both
+    reach, and over the area where both have one: paired per seed and replicate."""
+    reference = reference or cfg.reference
     out = {}
     if reference not in matched:
         return out
@@ -450,9 +450,10 @@ def _lambda_view(out: TaskComparison, runs, design, metric, full, cfg: ReportCon
               for v in values}
     out.per_lambda, at_matched = _matched(curves, design, cfg)
     if "0" in curves:
-        view = ReportConfig.model_construct(**{**cfg.__dict__, "reference": "0"})
-        out.lambda_differences = _differences(out.per_lambda, at_matched, {}, design, view, list(curves),
-                                              family="lambda")
+        out.lambda_differences = {
+            value: _differences(out.per_lambda, at_matched, {}, design, cfg, ["0"], "lambda", reference=value)["0"]
+            for value in curves if value != "0"
+        }
 
 
 def _curves(runs, design, metric, full, rows_of, wallclock: str | None = None) -> CurveSet:

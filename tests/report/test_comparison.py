@@ -19,6 +19,7 @@ from de3pipe.report.comparison import (
 )
 from de3pipe.config import CalibrationConfig, ReportConfig
 from de3pipe.method.evaluation import evaluate
+from tests.helpers import paired_seed_study
 from tests.method.test_calibration import random_signals
 
 synthetic_signals = random_signals  # noqa: F401 - the strategy-registration test builds on it
@@ -183,21 +184,6 @@ def test_bootstrap_covers_a_known_difference():
     assert 0.91 <= covered / datasets <= 0.985
 
 
-def _seed_study(rng, n_seeds: int, seed_sd: float, n: int = 400):
-    """One simulated study of a paired accuracy difference: every seed's two models on one shared
-    test set of ``n`` examples, each seed with its own effect (sd ``seed_sd``) on the difference;
-    the true difference, over seeds and examples, is 0.02."""
-    labels = rng.integers(0, 2, n)
-    difficulty = rng.random(n)  # shared by every seed and both models: the test set's own luck
-    preds = []
-    for effect in rng.normal(0, seed_sd, n_seeds):
-        own = rng.random(n)
-        right_a = np.where(rng.random(n) < 0.6, difficulty, own) < 0.80 + effect / 2
-        right_b = np.where(rng.random(n) < 0.6, difficulty, rng.random(n)) < 0.78 - effect / 2
-        preds.append(np.stack([np.where(right_a, labels, 1 - labels), np.where(right_b, labels, 1 - labels)]))
-    return labels, preds
-
-
 @pytest.mark.parametrize(("n_seeds", "seed_sd"), [(3, 0.015), (3, 0.04), (10, 0.015), (10, 0.04)])
 def test_the_seed_aware_interval_covers_with_a_realistic_seed_effect(n_seeds, seed_sd):
     """Coverage simulation with a seed effect of 1.5 or 4 points on the difference (fine-tuning seeds
@@ -208,7 +194,7 @@ def test_the_seed_aware_interval_covers_with_a_realistic_seed_effect(n_seeds, se
     studies, covered = 200, 0
     cfg = ReportConfig(bootstrap_samples=500)
     for study in range(studies):
-        labels, preds = _seed_study(rng, n_seeds, seed_sd)
+        labels, preds = paired_seed_study(rng, n_seeds, seed_sd)
         runs = [_points(labels, labels, {}, seed=s) for s in range(n_seeds)]
         design = Design.for_runs(runs, cfg.model_copy(update={"bootstrap_seed": study}))
         per_seed = [weighted_metric("accuracy", labels, p, design.columns(s)) for s, p in enumerate(preds)]
@@ -386,3 +372,103 @@ def test_the_guaranteed_view_bootstraps_speedup_and_risk_and_compares_at_equal_g
     comparison.gate["learned"] = True
     assert correct_differences([comparison], report, "guarantee") == 4
     assert difference.family == "guarantee" and difference.p_adjusted is not None
+
+
+# ---- the study's views: lambda on its own axis, matched wall-clock speed-ups ----
+
+TIMINGS = {"seconds": {"layer": 1.0, "classifier": 0.1, "entropy_signal": 0.02, "de3_signal": 0.3}}
+
+
+def _study_runs(seeds=(1, 2, 3)) -> list[RunPoints]:
+    cfg = CalibrationConfig(strategies=["de3", "entropy", "static"], targets=[1.5, 2.0], n_thresholds=30,
+                            curve_step=0.1, grids={"de3": {"lam": [0.0, 0.5, 2.0]}}, per_lambda=True)
+    runs = []
+    for seed in seeds:
+        thresholds, _ = calibrate(random_signals(n=300, seed=40 + seed), cfg, 1e-8)
+        _, _, _, arrays = evaluate(random_signals(n=300, seed=60 + seed), thresholds)
+        runs.append(RunPoints.from_arrays(arrays, seed, TIMINGS))
+    return runs
+
+
+@pytest.fixture(scope="module")
+def study_comparison():
+    cfg = ReportConfig(matched_speedups=[1.5, 2.0], comparisons=["entropy", "static"], bootstrap_samples=200,
+                       area_range=[1.0, 2.0], primary={"against": ["entropy"], "at": [2.0]})
+    return compare_task("sst2", "accuracy", _study_runs(), cfg), cfg
+
+
+def test_lambda_on_its_own_axis_compares_each_value_with_zero_at_matched_speedups(study_comparison):
+    comparison, _ = study_comparison
+    assert set(comparison.per_lambda) == {"0", "0.5", "2"}
+    assert set(comparison.lambda_differences) == {"0.5", "2"}  # each value > 0 minus lambda = 0
+    for lam, by_speedup in comparison.lambda_differences.items():
+        for key, difference in by_speedup.items():
+            expected = comparison.per_lambda[lam][key].value - comparison.per_lambda["0"][key].value
+            assert difference.value == pytest.approx(expected)
+            assert difference.family == "lambda" and difference.p is not None
+            assert difference.low <= difference.value <= difference.high
+    assert correct_differences([comparison], ReportConfig(), "lambda") == sum(
+        len(d) for d in comparison.lambda_differences.values())
+
+
+def test_layer_costs_charge_each_strategy_its_exit_check_by_hand():
+    run = _study_runs(seeds=(1,))[0]
+    assert run.full_cost == pytest.approx(6.1)  # six layers and the final classifier
+    # de3: every layer before the last checks with the classifier and the distance signal (0.1 + 0.3)
+    assert run.layer_costs("de3") == pytest.approx([1.4, 2.8, 4.2, 5.6, 7.0, 6 + 5 * 0.4 + 0.1])
+    assert run.layer_costs("entropy") == pytest.approx([1.12, 2.24, 3.36, 4.48, 5.6, 6 + 5 * 0.12 + 0.1])
+    assert run.layer_costs("static") == pytest.approx(np.arange(1, 7) + 0.1)  # the classifier where it leaves
+    assert RunPoints.from_arrays({k: v for k, v in _arrays_of(run).items()}, 1).layer_costs("de3") is None
+
+
+def _arrays_of(run: RunPoints) -> dict:
+    return {"strategy": run.table["strategy"].to_numpy(), "kind": run.table["kind"].to_numpy(),
+            "target": run.table["target"].to_numpy(), "knob_value": run.table["knob_value"].to_numpy(),
+            "labels": run.labels, "idx": run.idx, "full_prediction": run.full_prediction,
+            "num_layers": np.array(run.num_layers), "exit_layer": run.exit_layer, "prediction": run.prediction}
+
+
+def test_the_wallclock_view_makes_de3_pay_for_its_signal(study_comparison):
+    comparison, cfg = study_comparison
+    assert set(comparison.wallclock) == {"de3", "entropy", "static"}
+    # static checks nothing: its wall-clock curve is its layer curve shifted by the one classifier call
+    assert set(comparison.wallclock_differences) == {"entropy"}  # the primary comparisons, again at wall-clock
+    for key, difference in comparison.wallclock_differences["entropy"].items():
+        assert difference.family == "wallclock"
+        assert difference.value == pytest.approx(comparison.wallclock["de3"][key].value
+                                                 - comparison.wallclock["entropy"][key].value)
+    # every calibrated point is slower by wall-clock than by layers, de3's (0.4 of a layer per check) more than
+    # entropy's (0.12) on the same exits
+    run = _study_runs(seeds=(1,))[0]
+    design = Design.for_runs([run], cfg)
+    full = (np.array([0.9]), np.full((1, cfg.bootstrap_samples), 0.9))
+    from de3pipe.report.comparison import _curves
+    for name in ("de3", "entropy"):
+        layer = _curves([run], design, "accuracy", full, lambda r, n=name: r.rows(n, "curve"))
+        wall = _curves([run], design, "accuracy", full, lambda r, n=name: r.rows(n, "curve"), wallclock=name)
+        exits = run.exit_layer[run.rows(name, "curve")]
+        by_hand = run.full_cost * exits.shape[1] / run.layer_costs(name)[exits - 1].sum(1)
+        assert wall.speedups[0][1:] == pytest.approx(by_hand, rel=1e-5)  # summed in float32
+        assert np.all(wall.speedups[0][1:] < layer.speedups[0][1:])
+    de3_rows, entropy_rows = run.rows("de3", "curve"), run.rows("entropy", "curve")
+    same = run.exit_layer[de3_rows[0]][None]
+    assert (run.full_cost / run.layer_costs("de3")[same - 1].mean() < run.full_cost / run.layer_costs("entropy")[same - 1].mean())
+    assert len(entropy_rows)
+    assert correct_differences([comparison], cfg, "wallclock") == len(comparison.wallclock_differences["entropy"])
+
+
+def test_the_lambda_each_seed_chose_is_reported():
+    from de3pipe.report.comparison import summarise
+
+    runs = []
+    for seed, points in enumerate(_study_runs(seeds=(1, 2)), start=1):
+        results = {"task": "sst2", "seed": seed, "full_model": {"accuracy": 0.9}, "_points": points,
+                   "strategies": {name: {target: {"knobs": {"tau": 0.1, "lam": 0.5 * seed * float(target)},
+                                                  "calibration_status": "ok"} for target in ("1.5", "2")}
+                                  for name in ("de3", "entropy", "static")}}
+        runs.append(results)
+    cfg = ReportConfig(matched_speedups=[2.0], comparisons=["entropy"], bootstrap_samples=100,
+                       primary={"against": ["entropy"], "at": [2.0]})
+    summary, _ = summarise(runs, cfg)
+    assert summary["tasks"]["sst2"]["lambda_chosen"] == {"1.5": [0.75, 1.5], "2": [1.0, 2.0]}
+    assert summary["protocol"]["families"]["primary"] == 1 and summary["seeds_per_task"] == {"sst2": [1, 2]}

@@ -29,7 +29,7 @@ def evaluated_run(seed: int) -> dict:
 
 
 def report_config(**changes) -> ReportConfig:
-    return ReportConfig(bootstrap_samples=100, matched_speedups=MATCHED, **changes)
+    return ReportConfig(**{"bootstrap_samples": 100, "matched_speedups": MATCHED} | changes)
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +222,25 @@ def test_sections_follow_what_the_summary_holds(summary):
     assert "## Findings (generated from the numbers above)\n\n- first finding.\n- second finding.\n" in page
     assert table_rows(page, "Overhead of the distance signal") == [
         ["sst2", "3,360 (3.00 MiB, 0.3%)", "2.25 M (1.2 ± 0.2%)", "39.4", "63.0 ± 1.5", "23.6"]]
+
+
+def test_the_lambda_axis_and_wallclock_sections_when_the_runs_have_them():
+    from tests.report.test_comparison import _study_runs
+
+    runs = []
+    for seed, points in enumerate(_study_runs(seeds=(1, 2)), start=1):
+        runs.append({"task": "sst2", "seed": seed, "full_model": {"accuracy": 0.9}, "_points": points,
+                     "strategies": {name: {t: {"knobs": {"tau": 0.1, "lam": 2.0}, "calibration_status": "ok"}
+                                           for t in ("1.5", "2")} for name in ("de3", "entropy", "static")}})
+    summary, _ = summarise(runs, report_config(matched_speedups=[1.5, 2.0], comparisons=["entropy", "static"],
+                                               primary={"against": ["entropy"], "at": [2.0]}))
+    page = markdown(summary)
+    entry = summary["tasks"]["sst2"]
+    heading = "λ on its own axis: does the distance signal add anything to entropy at equal speed?"
+    rows = table_rows(page, heading)
+    assert {(r[0], r[1]) for r in rows if r[0].startswith("λ ") and " − " in r[0]} == {
+        (f"λ {lam} − λ 0", f"{s}×") for lam in ("0.5", "2") for s in ("1.5", "2") if s in entry["lambda_differences"][lam]}
+    assert [r for r in rows if r[0] == "sst2"] == [["sst2", "1.5×", "2, 2"], ["sst2", "2×", "2, 2"]]  # per seed
+    wall = table_rows(page, "At matched wall-clock speed-ups")
+    assert ["de3 − entropy", "2×", _difference(entry["wallclock_differences"]["entropy"]["2"])] in wall
+    assert page.index("## Area under") < page.index("## At matched wall-clock") < page.index("## λ on its own axis")
