@@ -25,7 +25,8 @@ def test_every_stage_through_the_cli(tiny_config, tmp_path):
                     "report.bootstrap_samples=200")
     assert result.exit_code == 0, result.output
     text = (out / "report" / "report.md").read_text()
-    for heading in ("## Did each task learn?", "## Metric at matched speed-ups (main table)", "## de3 against each",
+    for heading in ("## Verdict (the primary family)", "## Did each task learn?",
+                    "## Metric at matched speed-ups (main table)", "## Exploratory differences: de3 against each",
                     "## Area under the calibrated curve", "## At the nominal targets", "## Calibration error per task"):
         assert heading in text, heading
     assert "| de3 | 2× |" in text
@@ -138,7 +139,8 @@ def test_study_options_through_the_cli(tiny_config, tmp_path):
                     "--set", "report.bootstrap_samples=200")
     assert result.exit_code == 0, result.output
     text = (tmp_path / "report" / "report.md").read_text()
-    for heading in ("Setup:", "## de3 against each comparison", "## λ sensitivity at 2×",
+    for heading in ("Setup:", "## Exploratory differences: de3 against each comparison", "## λ on its own axis",
+                    "## At matched wall-clock speed-ups",
                     "## Overhead of the distance signal", "## Exit heads per layer", "## Findings", "## Prototype space"):
         assert heading in text, heading
     assert "caps train 1000" in text and "| control_entropy | 2× |" in text and "| de3 − de3_nodar | 2× |" in text

@@ -144,6 +144,37 @@ def test_guaranteed_points_keep_their_bound():
         servable_point(thresholds, "t.json", "entropy", "accuracy_drop-0.03")
 
 
+def test_study_variants_get_guaranteed_points_on_their_own_view():
+    """The study's variants (the control heads, de3 without DAR) are certified on the signals view they
+    exit on, and evaluation replays them on that view: the calibration risk it reports is the risk
+    of exactly that setting on the calibration examples."""
+    from de3pipe.method.evaluation import evaluate
+    from de3pipe.method.strategies import make_strategy, replay_named
+    from tests.method.test_calibration import with_controls
+
+    names = ["de3", "entropy", "de3_nodar", "control_entropy", "control_maxprob"]
+    signals = with_controls(random_signals(n=600, seed=3))
+    cfg = CalibrationConfig(strategies=names, n_thresholds=30, grids={"de3": {"lam": [0.0, 1.0]}},
+                            guarantee=GuaranteeConfig(risk="disagreement", epsilon=[0.05, 0.2]))
+    thresholds, _ = calibrate(signals, cfg, 1e-8)
+    certified = thresholds["guaranteed"]["strategies"]
+    assert set(certified) == set(names)
+    full = signals.pred[:, -1]
+    for name in ("de3_nodar", "control_entropy", "control_maxprob"):
+        for key, point in certified[name].items():
+            _, prediction = replay_named(name, make_strategy(name, 1e-8, **point["knobs"]), signals)
+            assert np.mean(prediction != full) == pytest.approx(point["calibration_risk"])
+            assert point["calibration_risk"] <= point["calibration_upper_bound"] <= point["epsilon"]
+    # the control heads exit on other predictions than the internal classifiers: their points differ
+    assert certified["control_entropy"]["disagreement-0.2"]["knobs"] != certified["entropy"]["disagreement-0.2"]["knobs"]
+    test = with_controls(random_signals(n=400, seed=4))
+    results, _, _, _ = evaluate(test, thresholds)
+    for name in ("de3_nodar", "control_entropy"):
+        point = results["guaranteed"][name]["disagreement-0.2"]
+        _, prediction = replay_named(name, make_strategy(name, 1e-8, **point["knobs"]), test)
+        assert point["risk"] == pytest.approx(np.mean(prediction != test.pred[:, -1]))
+
+
 def test_point_keys_parse_both_kinds():
     assert point_key("2").speedup == 2.0
     assert point_key("any").speedup is None
