@@ -91,7 +91,9 @@ def markdown(summary: dict) -> str:
         "interval, a mean over seeds whose uncertainty has two parts: the **test part**, a bootstrap over the test "
         f"examples ({protocol['bootstrap_samples']} replicates, the same draw for every strategy and seed), and the "
         "**seed part**, the seeds' standard error times Student-t draws on S − 1 degrees of freedom "
-        f"(S = {', '.join(str(c) for c in seed_counts)}). Differences are paired; their p-values are empirical, "
+        f"(S = {', '.join(str(c) for c in seed_counts)}"
+        + ("; with one seed there is no seed part: the intervals cover test sampling only" if seed_counts == [1] else "")
+        + "). Differences are paired; their p-values are empirical, "
         "(1 + #)/(B + 1), and corrected within their family. \"(exact)\" marks a value every replicate gives (a "
         "constant predictor's MCC, a static exit's speed-up).",
         "",
