@@ -28,7 +28,6 @@ from machine import describe_machine
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 MODES = [("fp32", 1), ("fp32", 2), ("bf16", 1), ("bf16", 2)]
-WORKFLOW_FILES = ["Snakefile", "workflow", "config", "profiles", "dvc.yaml", ".dvcignore", "de3pipe"]
 
 
 def run_tiny(precision: str, threads: int) -> Path:
@@ -38,13 +37,9 @@ def run_tiny(precision: str, threads: int) -> Path:
     project = reused(precision, threads).parent / "project"
     if project.exists():
         shutil.rmtree(project)
-    project.mkdir(parents=True)
-    for name in WORKFLOW_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, project / name)
+    from de3pipe.infra.workflow import copy_workflow
+
+    copy_workflow(ROOT, project)
     tiny = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     tiny["finetune"]["precision"] = precision
     tiny["tracking"] = {"enabled": False}

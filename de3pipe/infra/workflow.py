@@ -26,6 +26,9 @@ PACKAGE = Path(__file__).resolve().parent.parent
 # does not make results stale, so they are no code dependency (and their imports are not followed).
 LOGGING_ONLY = frozenset({"de3pipe.infra.tracking", "de3pipe.inference.serving"})
 
+# What a copy of the project needs to run the workflow elsewhere (CI's pipeline tests, the reruns benchmark).
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "profiles", "dvc.yaml", ".dvcignore", "de3pipe")
+
 RUN = RunLayout.template()
 REPORT = ReportFiles.of("{results}")
 TORCH = "torch"  # a torch job: every core it is given, one at a time on one machine
@@ -410,3 +413,18 @@ def pipeline_schema() -> dict:
 
 def schema_yaml() -> str:
     return yaml.safe_dump(pipeline_schema(), sort_keys=False, width=1000)
+
+
+def copy_workflow(project: Path, folder: Path) -> Path:
+    """The workflow of ``project`` (Snakefile, rules, configs, profiles, dvc.yaml and the package)
+    copied into the new folder ``folder``."""
+    import shutil
+
+    folder.mkdir(parents=True)
+    for name in WORKFLOW_FILES:
+        source = Path(project) / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, folder / name)
+    return folder

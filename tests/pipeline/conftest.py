@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from de3pipe.infra import workflow
 from tests.conftest import SHARED_GLUE
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKFLOW_FILES = ["Snakefile", "workflow", "config", "profiles", "dvc.yaml", ".dvcignore", "de3pipe"]
 
 
 def glue_dir() -> Path:
@@ -42,14 +42,7 @@ def run(
 
 def copy_workflow(folder: Path) -> Path:
     """The workflow (Snakefile, rules, configs, profiles, dvc.yaml) copied into an empty folder."""
-    folder.mkdir(parents=True)
-    for name in WORKFLOW_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, folder / name)
-    return folder
+    return workflow.copy_workflow(ROOT, folder)
 
 
 @pytest.fixture()
