@@ -24,10 +24,10 @@ def test_dry_run_of_the_default_config(project):
 
 @needs_glue
 def test_the_study_config_keeps_its_runs_apart(project):
-    """config/study.yaml: 4 tasks x 3 seeds, every output and log under its results folder."""
+    """config/study.yaml: 4 tasks x 10 seeds, every output and log under its results folder."""
     proc = run(["snakemake", "-n", "all", "--configfile", "config/study.yaml"], project)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.MULTILINE))
-    assert counts["finetune"] == "12" and counts["evaluate"] == "12" and counts["report"] == "1"
+    assert counts["finetune"] == "40" and counts["evaluate"] == "40" and counts["report"] == "1"
     assert "results/study/rte/seed2/finetuned" in proc.stdout
     assert "results/study/logs/finetune/rte.seed2.log" in proc.stdout
     assert "results/study/report/report.md" in proc.stdout
