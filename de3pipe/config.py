@@ -59,6 +59,59 @@ class DataConfig(_Section):
         return Path(value).expanduser() if value else None
 
 
+DATASET_METRICS = ("accuracy", "macro_f1", "f1", "matthews")
+
+
+class DatasetConfig(_Section):
+    """A user's own text-classification dataset, declared under a name and listed in ``tasks``
+    (README, "Your own data")."""
+
+    train: str = Field(description="a CSV, TSV, JSONL or Parquet file; with hub: the dataset's split name")
+    test: str | None = Field(None, description="labeled test file (or hub split); else carved from train, seeded "
+                             "and stratified (data.test_size)")
+    unlabeled: str | None = Field(None, description="unlabeled text of the same kind (or hub split): predictions, "
+                                  "and the disagreement guarantee's extra calibration text")
+    hub: str | None = Field(None, description="a Hugging Face dataset id, read through `datasets` (train, test and "
+                            "unlabeled are then split names)")
+    hub_config: str | None = Field(None, description="the hub dataset's configuration name, where it has several")
+    text: str | list[str] = Field("text", description="the text column, or two columns for sentence pairs")
+    label: str = Field("label", description="the label column")
+    labels: list[str] | None = Field(None, description="the class names in order; else the sorted unique train labels")
+    metric: Literal["accuracy", "macro_f1", "f1", "matthews"] = Field(
+        "accuracy", description="the primary metric: accuracy, macro_f1, f1 (binary: the second label is positive) or "
+        "matthews",
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _one_or_two_columns(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not 1 <= len(value) <= 2:
+            raise ValueError(f"one text column, or two for sentence pairs; got {value}")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _two_distinct_labels(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        value = [str(v) for v in value]
+        if len(set(value)) != len(value):
+            raise ValueError(f"labels must be distinct; got {value}")
+        if len(value) < 2:
+            raise ValueError(f"a classifier needs at least two labels; got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _binary_f1(self) -> DatasetConfig:
+        if self.metric == "f1" and self.labels is not None and len(self.labels) != 2:
+            raise ValueError(f"metric f1 is binary; with {len(self.labels)} labels use macro_f1")
+        return self
+
+    @property
+    def text_columns(self) -> list[str]:
+        return [self.text] if isinstance(self.text, str) else list(self.text)
+
+
 class ModelConfig(_Section):
     name_or_path: str = Field(
         "packaged:all-MiniLM-L6-v2",
@@ -329,6 +382,9 @@ class Config(_Section):
     report: ReportConfig = ReportConfig()
     tracking: TrackingConfig = TrackingConfig()
     serving: ServingConfig = ServingConfig()
+    datasets: dict[str, DatasetConfig] = Field(
+        default_factory=dict, description="your own datasets, each a task under its name (README, 'Your own data')"
+    )
     recipes: dict[str, dict[str, dict[str, Any]]] = Field(
         default_factory=dict,
         description="per-task overrides of the training sections, e.g. recipes: {cola: {finetune: {epochs: 5}}}: "
@@ -336,12 +392,21 @@ class Config(_Section):
     )
 
     @model_validator(mode="after")
+    def _datasets_are_tasks(self) -> Config:
+        """Each dataset joins the task table under its name (no stage then knows which kind it runs)."""
+        from de3pipe.data.tasks import register_datasets
+
+        register_datasets(self.datasets)
+        return self
+
+    @model_validator(mode="after")
     def _recipes_are_valid(self) -> Config:
         from de3pipe.data.tasks import CLASSIFICATION_TASKS
 
+        known = [*CLASSIFICATION_TASKS, *self.datasets]
         for task, recipe in self.recipes.items():
-            if task not in CLASSIFICATION_TASKS:
-                close = difflib.get_close_matches(task, CLASSIFICATION_TASKS, n=1)
+            if task not in known:
+                close = difflib.get_close_matches(task, known, n=1)
                 raise ValueError(f"recipes: unknown task {task!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
             other = [section for section in recipe if section not in RECIPE_SECTIONS]
             if other:

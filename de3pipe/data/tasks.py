@@ -1,9 +1,15 @@
-"""The GLUE task table: the one place that says what each task's files, columns, labels and metrics are."""
+"""The task table: the one place that says what each task's files, columns, labels and metrics are.
+
+GLUE's classification tasks are built in; a user's own datasets (config ``datasets``) join the same
+table under their names when a config is loaded (:func:`register_datasets`), so no stage knows
+which kind of task it runs.
+"""
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from typing import Any
 
 from de3pipe.errors import De3Error
 
@@ -38,6 +44,12 @@ class GlueTask:
     # SST-2's train split holds every phrase of each sentence's parse tree, its dev (our test)
     # whole sentences: validation must then be carved from whole sentences (data.validation_unit).
     train_holds_subphrases: bool = False
+    # A user's own dataset: its config entry (files or hub split names, columns, labels); None for GLUE.
+    dataset: Any = None
+
+    @property
+    def is_own(self) -> bool:
+        return self.dataset is not None
 
     @property
     def num_labels(self) -> int:
@@ -220,15 +232,45 @@ _ALIASES = {t.glue_dir_name.lower(): t.name for t in GLUE_TASKS.values()} | {"st
 CLASSIFICATION_TASKS = tuple(name for name, task in GLUE_TASKS.items() if not task.is_regression)
 
 
+_OWN_TASKS: dict[str, GlueTask] = {}  # the loaded config's datasets
+
+
+def own_task(name: str, dataset) -> GlueTask:
+    """The task entry of a user's dataset (a ``DatasetConfig``): its label names are the declared
+    ones, or empty until prepare finds them in the train file (then read from the prepared data)."""
+    labels = tuple(dataset.labels or ())
+    metrics = tuple(dict.fromkeys((dataset.metric, "accuracy")))
+    return GlueTask(name=name, glue_dir_name=name, hub_columns=tuple(dataset.text_columns), label_names=labels,
+                    raw_labels=labels, metrics=metrics, dataset=dataset)
+
+
+def register_datasets(datasets: dict) -> None:
+    """Make the config's datasets tasks (replacing any earlier config's); a name GLUE uses is refused."""
+    for name in datasets:
+        key = _ALIASES.get(name.lower(), name.lower())
+        if key in GLUE_TASKS:
+            raise De3Error(f"datasets.{name}: the name clashes with the GLUE task {key}; rename the dataset "
+                           f"(e.g. my_{key})")
+        if not name.replace("_", "").isalnum() or not name[:1].isalpha() or name != name.lower():
+            raise De3Error(f"datasets.{name}: a dataset name is lower-case letters, digits and underscores, starting "
+                           "with a letter (it names folders and workflow jobs)")
+    _OWN_TASKS.clear()
+    _OWN_TASKS.update({name: own_task(name, dataset) for name, dataset in datasets.items()})
+
+
 def get_task(name: str) -> GlueTask:
-    """Look a task up by its hub name ("sst2") or its GLUE folder name ("SST-2"); reject regression."""
+    """Look a task up by its hub name ("sst2"), its GLUE folder name ("SST-2") or the name of one of
+    the config's datasets; reject regression."""
+    if name in _OWN_TASKS:
+        return _OWN_TASKS[name]
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in GLUE_TASKS:
-        close = difflib.get_close_matches(key, list(GLUE_TASKS), n=1)
+        known = [*CLASSIFICATION_TASKS, *_OWN_TASKS]
+        close = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise De3Error(
-            f"unknown task {name!r}{hint}; choose one of the GLUE classification tasks: "
-            + ", ".join(CLASSIFICATION_TASKS)
+            f"unknown task {name!r}{hint}; choose one of the GLUE classification tasks ("
+            + ", ".join(CLASSIFICATION_TASKS) + ") or declare your own under datasets: (README, 'Your own data')"
         )
     task = GLUE_TASKS[key]
     if task.is_regression:

@@ -1,0 +1,112 @@
+"""A user's own dataset files (de3pipe/data/own.py) and its config entry: every bad input is one
+line naming the dataset, the file, the row where there is one, and the fix."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from de3pipe.config import validate_tree
+from de3pipe.data import own
+from de3pipe.data.tasks import get_task
+from de3pipe.errors import De3Error
+
+WHERE = "datasets.questions.train"
+
+
+def _csv(tmp_path, text: str, name: str = "train.csv"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_every_format_reads_to_the_same_table(tmp_path):
+    rows = [{"text": "what is a cat", "label": "entity"}, {"text": "who wrote it", "label": "human"}]
+    frame = pd.DataFrame(rows)
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    frame.to_csv(tmp_path / "a.tsv", index=False, sep="\t")
+    frame.to_parquet(tmp_path / "a.parquet", index=False)
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    for name in ("a.csv", "a.tsv", "a.parquet", "a.jsonl"):
+        read = own.read_table(tmp_path / name, WHERE)
+        assert read[["text", "label"]].astype(str).to_dict("records") == rows, name
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, r"datasets.questions.train: .*missing.csv does not exist; fix the path"),
+    ("", r"train.csv is empty; it needs a header and at least one row"),
+    ("text,label\n", r"train.csv has no rows"),
+])
+def test_missing_and_empty_files(tmp_path, content, message):
+    path = tmp_path / "missing.csv" if content is None else _csv(tmp_path, content)
+    with pytest.raises(De3Error, match=message):
+        own.read_table(path, WHERE)
+
+
+def test_bytes_that_are_not_utf8_name_the_line(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"text,label\nfine,a\ncaf\xe9,b\n")
+    with pytest.raises(De3Error, match=r"train.csv line 3 is not UTF-8 \(byte 0xe9 at offset 21\); re-save the file as UTF-8"):
+        own.read_table(path, WHERE)
+
+
+def test_a_bad_jsonl_line_and_an_unknown_extension(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "a", "label": 1}\nnot json\n')
+    with pytest.raises(De3Error, match=r"a.jsonl line 2 is not JSON"):
+        own.read_table(tmp_path / "a.jsonl", WHERE)
+    (tmp_path / "a.xlsx").write_text("x")
+    with pytest.raises(De3Error, match=r"unknown extension '.xlsx'; use .csv, .tsv, .jsonl or .parquet"):
+        own.read_table(tmp_path / "a.xlsx", WHERE)
+
+
+def test_a_missing_column_suggests_the_nearest(tmp_path):
+    frame = own.read_table(_csv(tmp_path, "question,label\nwhat,a\n"), WHERE)
+    with pytest.raises(De3Error, match=r"has no column 'questoin'; did you mean 'question'\? \(columns: question, label\)"):
+        own.column(frame, "questoin", tmp_path / "train.csv", WHERE)
+
+
+def test_empty_text_and_empty_labels_name_their_row(tmp_path):
+    path = _csv(tmp_path, 'text,label\nfine,a\n"",b\n   ,a\n')
+    frame = own.read_table(path, WHERE)
+    with pytest.raises(De3Error, match=r"train.csv row 2: the text column 'text' is empty; fill or remove the row \(2 such rows\)"):
+        own.texts(frame, ["text"], path, WHERE)
+    path = _csv(tmp_path, "text,label\nfine,a\nalso fine,\n")
+    with pytest.raises(De3Error, match=r"row 2: the label column 'label' is empty"):
+        own.labels_of(own.read_table(path, WHERE), "label", path, WHERE)
+
+
+def test_labels_outside_the_declared_ones(tmp_path):
+    path = _csv(tmp_path, "text,label\na,x\nb,y\nc,z\n")
+    labels = own.labels_of(own.read_table(path, WHERE), "label", path, WHERE)
+    assert own.index_labels(labels[:2], ["y", "x"], path, WHERE).tolist() == [1, 0]
+    with pytest.raises(De3Error, match=r"row 3: label 'z' is not one of the labels \['x', 'y'\]; add it to the "
+                                       r"dataset's labels or fix the row"):
+        own.index_labels(labels, ["x", "y"], path, WHERE)
+
+
+def test_numeric_labels_compare_as_text(tmp_path):
+    pd.DataFrame({"text": ["a", "b"], "label": [1.0, 2.0]}).to_parquet(tmp_path / "a.parquet")
+    path = tmp_path / "a.parquet"
+    assert own.labels_of(own.read_table(path, WHERE), "label", path, WHERE).tolist() == ["1", "2"]
+
+
+def test_a_dataset_is_a_task_under_its_name():
+    validate_tree({"datasets": {"questions": {"train": "t.csv", "text": ["q", "context"], "labels": ["a", "b", "c"],
+                                              "metric": "macro_f1"}}}, "test")
+    task = get_task("questions")
+    assert task.is_own and task.is_pair and task.label_names == ("a", "b", "c")
+    assert task.metrics == ("macro_f1", "accuracy")
+
+
+@pytest.mark.parametrize(("datasets", "message"), [
+    ({"sst2": {"train": "x.csv"}}, r"datasets.sst2: the name clashes with the GLUE task sst2; rename the dataset"),
+    ({"MRPC": {"train": "x.csv"}}, r"datasets.MRPC: the name clashes with the GLUE task mrpc"),
+    ({"my-data": {"train": "x.csv"}}, r"datasets.my-data: a dataset name is lower-case letters, digits and underscores"),
+    ({"q": {"train": "x.csv", "labels": ["a"]}}, r"a classifier needs at least two labels"),
+    ({"q": {"train": "x.csv", "labels": ["a", "a"]}}, r"labels must be distinct"),
+    ({"q": {"train": "x.csv", "labels": ["a", "b", "c"], "metric": "f1"}}, r"metric f1 is binary; with 3 labels use macro_f1"),
+    ({"q": {"train": "x.csv", "metric": "auc"}}, r"datasets.q.metric"),
+])
+def test_bad_dataset_entries_get_one_line(datasets, message):
+    with pytest.raises(De3Error, match=message):
+        validate_tree({"datasets": datasets}, "test")
