@@ -34,6 +34,10 @@ class DataConfig(_Section):
         0.1, gt=0, description="validation split carved from train: a fraction (<1) or a count (a whole number "
         ">=1) of rows, or of whole sentences with validation_unit sentences",
     )
+    test_size: float = Field(
+        0.2, gt=0, description="a dataset of your own without a test file: the test split carved from its train file "
+        "(stratified, seeded), a fraction (<1) or a count of rows",
+    )
     validation_unit: Literal["auto", "rows", "sentences"] = Field(
         "auto",
         description="(decision) what validation is carved from: rows of train, or whole sentences (train rows "
@@ -47,7 +51,7 @@ class DataConfig(_Section):
         None, gt=0, description="cap on the unlabeled official test set (quick runs; submission files are then partial)"
     )
 
-    @field_validator("validation_size")
+    @field_validator("validation_size", "test_size")
     @classmethod
     def _fraction_or_count(cls, size: float) -> float:
         if size >= 1 and size != int(size):

@@ -130,3 +130,70 @@ def index_labels(labels: pd.Series, names: list[str], path: Path, where: str) ->
         raise De3Error(f"{where}: {path} row {row}: label {labels.iloc[row - 1]!r} is not one of the labels "
                        f"{names}; add it to the dataset's labels or fix the row")
     return labels.map(position).astype("int64")
+
+
+SPLIT_FIELDS = {"train": "train", "test": "test", "submit": "unlabeled"}  # our split -> the config's key
+
+
+def _hub_tables(task, where: str) -> dict[str, tuple[pd.DataFrame, str]]:
+    """The dataset's splits from the Hugging Face hub, as the GLUE hub path reads them."""
+    import datasets
+
+    spec = task.dataset
+    tables = {}
+    for split, key in SPLIT_FIELDS.items():
+        name = getattr(spec, key)
+        if name is None:
+            continue
+        try:
+            table = datasets.load_dataset(spec.hub, spec.hub_config, split=name).to_pandas()
+        except Exception as exc:  # noqa: BLE001 - any hub failure gets the same advice
+            raise De3Error(f"{where}.{key}: could not load split {name!r} of {spec.hub} from the Hugging Face hub "
+                           f"({type(exc).__name__}: {exc}); check the id, config and split, or use local files") from None
+        if table.empty:
+            raise De3Error(f"{where}.{key}: split {name!r} of {spec.hub} has no rows")
+        tables[split] = (table, f"{spec.hub}[{name}]")
+    return tables
+
+
+def read_dataset(task) -> tuple[dict[str, pd.DataFrame], dict, list[str]]:
+    """A user's dataset as normalised splits (``train``; ``test`` and ``submit`` where given, the
+    latter unlabeled), where it came from (each file's sha256 and the task definition, never a
+    path) and the class names (declared, or the sorted unique train labels)."""
+    spec, where = task.dataset, f"datasets.{task.name}"
+    if spec.hub:
+        tables = _hub_tables(task, where)
+        fingerprints = {split: hashlib.sha256(pd.util.hash_pandas_object(t, index=False).to_numpy().tobytes()).hexdigest()
+                        for split, (t, _) in tables.items()}
+    else:
+        paths = {split: Path(getattr(spec, key)) for split, key in SPLIT_FIELDS.items() if getattr(spec, key)}
+        tables = {split: (read_table(path, f"{where}.{SPLIT_FIELDS[split]}"), path) for split, path in paths.items()}
+        fingerprints = {split: sha256(path) for split, path in paths.items()}
+    frames: dict[str, pd.DataFrame] = {}
+    raw_labels: dict[str, pd.Series] = {}
+    for split, (table, origin) in tables.items():
+        at = f"{where}.{SPLIT_FIELDS[split]}"
+        frame = pd.DataFrame(texts(table, spec.text_columns, origin, at))
+        if split != "submit":
+            raw_labels[split] = labels_of(table, spec.label, origin, at)
+        frame.insert(0, "idx", range(len(frame)))
+        frames[split] = frame
+    names = list(spec.labels) if spec.labels else sorted(set(raw_labels["train"]))
+    present = sorted(set(raw_labels["train"]))
+    if len(present) < 2:
+        raise De3Error(f"{where}.train: {tables['train'][1]} holds a single class ({present[0]!r}); a classifier needs "
+                       "examples of at least two classes")
+    if "test" in raw_labels and not raw_labels["test"].isin(names).any():
+        raise De3Error(f"{where}.test: none of {tables['test'][1]}'s labels ({', '.join(sorted(set(raw_labels['test']))[:5])}"
+                       f") is among the labels {names}; check the test file's label column ({spec.label!r})")
+    for split, labels in raw_labels.items():
+        frames[split]["label"] = index_labels(labels, names, tables[split][1], f"{where}.{SPLIT_FIELDS[split]}")
+    if "submit" in frames:
+        frames["submit"]["label"] = -1
+    for frame in frames.values():
+        if "text_b" not in frame:
+            frame["text_b"] = None
+    columns = ["idx", "text_a", "text_b", "label"]
+    source = {"kind": "hub" if spec.hub else "files", "sha256": fingerprints,
+              "definition": spec.model_dump(exclude={"train", "test", "unlabeled"} if not spec.hub else set())}
+    return {split: frame[columns] for split, frame in frames.items()}, source, names

@@ -8,6 +8,7 @@ submission files are made from it) and MNLI's ``test_mismatched`` / ``submit_mis
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from de3pipe.config import DataConfig
-from de3pipe.data import glue_dir, hub
+from de3pipe.data import glue_dir, hub, own
 from de3pipe.errors import De3Error
 from de3pipe.data.tasks import GlueTask, get_task
 from de3pipe.infra.io import atomic_dir, read_json, write_json
@@ -124,9 +125,32 @@ def split_stats(frame: pd.DataFrame, task: GlueTask) -> dict:
     return {"rows": len(frame), "labeled": len(labeled), "label_counts": counts}
 
 
+def load_own(task: GlueTask, cfg: DataConfig, seed: int) -> tuple[GlueTask, dict[str, pd.DataFrame], dict]:
+    """A dataset of your own: its splits (test carved from train when there is no test file, stratified
+    and seeded), the task with the class names found, and where it came from."""
+    raw, source, names = own.read_dataset(task)
+    task = dataclasses.replace(task, label_names=tuple(names), raw_labels=tuple(names))
+    carvings = ["validation"] + ([] if "test" in raw else ["test"])
+    counts = raw["train"]["label"].value_counts()
+    needed = len(carvings) + 1  # a member in each carved split and one left to train on
+    thin = counts[counts < needed]
+    if len(thin):
+        label = names[int(thin.index[0])]
+        raise De3Error(f"datasets.{task.name}.train: class {label!r} has {int(thin.iloc[0])} example(s); carving a "
+                       f"stratified {' and '.join(carvings)} split from train needs at least {needed} per class; add "
+                       "examples of it, merge it with another class, or give a test file")
+    if "test" not in raw:
+        raw["test"], raw["train"] = _stratified_take(raw["train"], cfg.test_size, seed)
+        source["test"] = {"carved_from": "train", "size": cfg.test_size, "seed": seed}
+    return task, raw, source
+
+
 def prepare_task(task_name: str, cfg: DataConfig, seed: int, out_dir: Path, overwrite: bool = False) -> dict:
     task = get_task(task_name)
-    raw, source = load_raw(task, cfg)
+    if task.is_own:
+        task, raw, source = load_own(task, cfg, seed)
+    else:
+        raw, source = load_raw(task, cfg)
     validation, train, carving = carve_validation(raw["train"], task, cfg, seed)
     splits = {"train": train, "validation": validation} | {k: v for k, v in raw.items() if k != "train"}
     caps = {
@@ -157,7 +181,8 @@ def prepare_task(task_name: str, cfg: DataConfig, seed: int, out_dir: Path, over
         "source": source,
         "seed": seed,
         "validation": carving,
-        "data_config": cfg.model_dump(exclude={"glue_dir"}),  # where the folder lives is not content
+        # where the folder lives is not content; test_size applies to datasets of your own only
+        "data_config": cfg.model_dump(exclude={"glue_dir"} | (set() if task.is_own else {"test_size"})),
         "splits": {name: split_stats(frame, task) for name, frame in splits.items()},
     }
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
@@ -187,7 +212,11 @@ class PreparedData:
 
     @property
     def task(self) -> GlueTask:
-        return get_task(self.info["task"])
+        """The task, with the class names preparation recorded (a dataset of your own may find them
+        in its train file)."""
+        task = get_task(self.info["task"])
+        names = tuple(self.info.get("label_names") or task.label_names)
+        return task if names == task.label_names else dataclasses.replace(task, label_names=names, raw_labels=names)
 
     @property
     def split_names(self) -> list[str]:

@@ -110,3 +110,78 @@ def test_a_dataset_is_a_task_under_its_name():
 def test_bad_dataset_entries_get_one_line(datasets, message):
     with pytest.raises(De3Error, match=message):
         validate_tree({"datasets": datasets}, "test")
+
+
+# ---- preparation of a dataset of your own ----
+
+def _four_classes(tmp_path, per_class=12, name="train.csv"):
+    rows = [{"question": f"question {c} number {i}", "kind": c} for c in ("loc", "num", "hum", "desc")
+            for i in range(per_class)]
+    path = tmp_path / name
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _prepare(tmp_path, dataset: dict, out="prepared", **data):
+    from de3pipe.data.prepare import PreparedData, prepare_task
+
+    cfg = validate_tree({"datasets": {"questions": {"text": "question", "label": "kind", **dataset}},
+                         "data": {"validation_size": 0.25, **data}}, "test")
+    info = prepare_task("questions", cfg.data, 1, tmp_path / out)
+    return info, PreparedData.open(tmp_path / out)
+
+
+def test_a_four_class_csv_is_prepared_with_a_carved_stratified_test_split(tmp_path):
+    train = _four_classes(tmp_path)
+    info, prepared = _prepare(tmp_path, {"train": str(train)})
+    assert info["label_names"] == ["desc", "hum", "loc", "num"]  # sorted train labels
+    assert prepared.task.label_names == ("desc", "hum", "loc", "num") and prepared.task.num_labels == 4
+    for split in ("train", "validation", "test"):
+        counts = info["splits"][split]["label_counts"]
+        assert set(counts) == {"desc", "hum", "loc", "num"}, (split, counts)
+        assert max(counts.values()) - min(counts.values()) <= 1, (split, counts)  # stratified
+    assert info["splits"]["test"]["rows"] == 10  # 0.2 of 48 rows
+    assert set(info["source"]["sha256"]) == {"train"} and str(tmp_path) not in json.dumps(info["source"])
+    assert info["source"]["test"] == {"carved_from": "train", "size": 0.2, "seed": 1}
+
+
+def test_declared_labels_keep_their_order_and_a_test_file_is_used(tmp_path):
+    train = _four_classes(tmp_path)
+    test = _four_classes(tmp_path, per_class=3, name="test.csv")
+    info, prepared = _prepare(tmp_path, {"train": str(train), "test": str(test),
+                                         "labels": ["loc", "num", "hum", "desc"]})
+    assert prepared.task.label_names == ("loc", "num", "hum", "desc")
+    assert info["splits"]["test"]["rows"] == 12
+    assert prepared.split("train")["label"].max() == 3
+
+
+def test_a_class_too_thin_to_stratify_and_a_single_class(tmp_path):
+    path = tmp_path / "train.csv"
+    pd.DataFrame({"question": [f"q{i}" for i in range(12)], "kind": ["a"] * 10 + ["b"] * 2}).to_csv(path, index=False)
+    with pytest.raises(De3Error, match=r"datasets.questions.train: class 'b' has 2 example\(s\); carving a stratified "
+                                       r"validation and test split from train needs at least 3 per class"):
+        _prepare(tmp_path, {"train": str(path)})
+    assert not (tmp_path / "prepared").exists()  # nothing written
+    pd.DataFrame({"question": ["q1", "q2", "q3"], "kind": ["a"] * 3}).to_csv(path, index=False)
+    with pytest.raises(De3Error, match=r"holds a single class \('a'\); a classifier needs examples of at least two"):
+        _prepare(tmp_path, {"train": str(path)})
+
+
+def test_a_test_file_whose_labels_are_all_unknown(tmp_path):
+    train = _four_classes(tmp_path)
+    test = tmp_path / "test.csv"
+    pd.DataFrame({"question": ["x", "y"], "kind": ["LOC", "NUM"]}).to_csv(test, index=False)
+    with pytest.raises(De3Error, match=r"datasets.questions.test: none of .*test.csv's labels \(LOC, NUM\) is among the "
+                                       r"labels \['desc', 'hum', 'loc', 'num'\]; check the test file's label column"):
+        _prepare(tmp_path, {"train": str(train), "test": str(test)})
+
+
+def test_a_parquet_pair_dataset_with_unlabeled_text(tmp_path):
+    rows = [{"premise": f"p {i}", "hypothesis": f"h {i}", "y": i % 3} for i in range(30)]
+    pd.DataFrame(rows).to_parquet(tmp_path / "train.parquet")
+    pd.DataFrame(rows[:5]).drop(columns="y").to_parquet(tmp_path / "more.parquet")
+    info, prepared = _prepare(tmp_path, {"train": str(tmp_path / "train.parquet"), "text": ["premise", "hypothesis"],
+                                         "label": "y", "unlabeled": str(tmp_path / "more.parquet")})
+    assert prepared.task.is_pair and info["label_names"] == ["0", "1", "2"]
+    submit = prepared.split("submit")
+    assert len(submit) == 5 and (submit["label"] == -1).all() and submit["text_b"].tolist()[0] == "h 0"
