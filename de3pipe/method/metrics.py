@@ -10,6 +10,8 @@ from de3pipe.data.tasks import GlueTask
 _METRICS = {
     "accuracy": lambda y, p: float(accuracy_score(y, p)),
     "f1": lambda y, p: float(f1_score(y, p, zero_division=0.0)),
+    # over the classes in the labels or the predictions (sklearn's default set)
+    "macro_f1": lambda y, p: float(f1_score(y, p, average="macro", zero_division=0.0)),
     "matthews": lambda y, p: float(matthews_corrcoef(y, p)),
 }
 

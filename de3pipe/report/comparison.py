@@ -69,6 +69,15 @@ def weighted_metric(metric: str, labels: np.ndarray, predictions: np.ndarray, we
         actual = weighted_sum(labels == 1, weights)
         denominator = predicted + actual
         return np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    if metric == "macro_f1":  # the mean F1 over the classes present in the labels or the predictions
+        per_class, present = [], []
+        for k in classes:
+            tp = weighted_sum((predictions == k) & (labels == k), weights)
+            predicted, actual = weighted_sum(predictions == k, weights), weighted_sum(labels == k, weights)
+            denominator = predicted + actual
+            per_class.append(np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0))
+            present.append(denominator > 0)
+        return np.sum(per_class, axis=0) / np.maximum(np.sum(present, axis=0), 1)
     if metric == "matthews":  # the multi-class form (Gorodkin), as sklearn computes it
         true_counts = np.stack([weighted_sum(labels == k, weights) for k in classes])  # (K, B)
         pred_counts = np.stack([weighted_sum(predictions == k, weights) for k in classes])  # (K, Q, B)
@@ -87,13 +96,16 @@ def weighted_speedup(exit_layer: np.ndarray, num_layers: int, weights: np.ndarra
 
 def trivial_metric(metric: str, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The best constant predictor's metric under each weight column (B,): the majority class's
-    accuracy, the all-positive F1, an MCC of 0."""
+    accuracy, the all-positive F1, the best single class's macro-F1, an MCC of 0."""
     if metric == "matthews":
         return np.zeros(weights.shape[1])
     if metric == "f1":
         return weighted_metric("f1", labels, np.ones((1, len(labels)), dtype=labels.dtype), weights)[0]
-    counts = np.stack([weighted_sum(labels == k, weights) for k in np.unique(labels)])
-    return counts.max(0) / weights.sum(0, dtype=np.float64)
+    counts = np.stack([weighted_sum(labels == k, weights) for k in np.unique(labels)])  # (K, B)
+    total = weights.sum(0, dtype=np.float64)
+    if metric == "macro_f1":  # always class k: F1 2 n_k / (N + n_k) for k, 0 for every other class present
+        return (2 * counts / (total + counts)).max(0) / np.maximum((counts > 0).sum(0), 1)
+    return counts.max(0) / total
 
 
 # ---- p-values and corrections ----
@@ -342,7 +354,8 @@ def compare_task(task: str, metric: str, runs: list[RunPoints], cfg: ReportConfi
         "full_model": design.combine(full_values, full_reps).as_dict(),
         "trivial": design.combine(trivial_values, trivial_reps).as_dict(),
         "difference": difference.as_dict(),
-        "trivial_predictor": {"accuracy": "majority class", "f1": "all positive", "matthews": "any constant"}[metric],
+        "trivial_predictor": {"accuracy": "majority class", "f1": "all positive", "macro_f1": "best single class",
+                              "matthews": "any constant"}[metric],
         "learned": difference.low > 0,
     }
     out = TaskComparison(task, metric, [r.seed for r in runs], gate)

@@ -27,11 +27,12 @@ synthetic_signals = random_signals  # noqa: F401 - the strategy-registration tes
 
 def test_weighted_metrics_equal_sklearn_with_unit_weights_and_count_repeats():
     rng = np.random.default_rng(0)
-    for k in (2, 3):
+    for k in (2, 3, 6):
         labels = rng.integers(0, k, 300)
         predictions = np.where(rng.random((4, 300)) < 0.7, labels, rng.integers(0, k, (4, 300)))
         ones = np.ones((300, 1))
-        for name, reference in (("accuracy", accuracy_score), ("matthews", matthews_corrcoef)) + (
+        macro = lambda y, p: f1_score(y, p, average="macro", zero_division=0.0)  # noqa: E731
+        for name, reference in (("accuracy", accuracy_score), ("matthews", matthews_corrcoef), ("macro_f1", macro)) + (
                 (("f1", f1_score),) if k == 2 else ()):
             got = weighted_metric(name, labels, predictions, ones)[:, 0]
             assert got == pytest.approx([reference(labels, p) for p in predictions], abs=1e-12), name
@@ -50,6 +51,10 @@ def test_trivial_predictors():
     assert trivial_metric("accuracy", labels, ones)[0] == pytest.approx(0.7)
     assert trivial_metric("f1", labels, ones)[0] == pytest.approx(f1_score(labels, np.ones(100, int)))
     assert trivial_metric("matthews", labels, ones)[0] == 0
+    # macro-F1 of the best constant: every constant prediction tried by hand against sklearn
+    three = np.array([0] * 50 + [1] * 30 + [2] * 20)
+    best = max(f1_score(three, np.full(100, k), average="macro", zero_division=0.0) for k in range(3))
+    assert trivial_metric("macro_f1", three, ones)[0] == pytest.approx(best)
 
 
 def test_matched_speedup_interpolation_by_hand():
