@@ -160,7 +160,7 @@ def prepare_task(task_name: str, cfg: DataConfig, seed: int, out_dir: Path, over
         "submit": cfg.max_submit_samples,
     }
     for split, cap in caps.items():
-        if cap is not None:
+        if cap is not None and split in splits:  # a dataset of your own may have no unlabeled split
             splits[split], _ = _stratified_take(splits[split], cap, seed)
     for split, frame in splits.items():
         if len(frame) == 0:

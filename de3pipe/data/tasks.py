@@ -241,7 +241,8 @@ def own_task(name: str, dataset) -> GlueTask:
     labels = tuple(dataset.labels or ())
     metrics = tuple(dict.fromkeys((dataset.metric, "accuracy")))
     return GlueTask(name=name, glue_dir_name=name, hub_columns=tuple(dataset.text_columns), label_names=labels,
-                    raw_labels=labels, metrics=metrics, dataset=dataset)
+                    raw_labels=labels, metrics=metrics, dataset=dataset,
+                    submission_files={"submit": f"{name}.tsv"} if dataset.unlabeled else {})
 
 
 def register_datasets(datasets: dict) -> None:

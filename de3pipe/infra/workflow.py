@@ -46,6 +46,8 @@ class Stage:
     metrics: tuple[str, ...] = ()  # outputs that are DVC metrics (cache: false): compact headline figures
     plots: tuple[str, ...] = ()  # outputs drawn by `dvc plots show`: one line per strategy, a plot per task
     per_task: bool = True
+    # a common.smk function of the job's wildcards giving more input files (a dataset of your own's files)
+    sources: str | None = None
     threads: str = "1"  # TORCH: every core the job is given
     mem_mb: str = "4000"  # Snakemake expressions: a torch job's memory and runtime may grow per attempt
     runtime: str = "30"
@@ -70,7 +72,8 @@ STAGES: dict[str, Stage] = {
             inputs={},
             outputs={"data": _dir(RUN.prepared.folder)},
             args=(("--task", "task"), ("--seed", "seed"), ("--out", "output.data")),
-            params=("data", "recipes"),
+            params=("data", "recipes", "datasets"),
+            sources="dataset_files",
         ),
         Stage(
             "finetune", "the method's stage 1: fine-tune the backbone and one internal classifier per layer.",
@@ -254,8 +257,10 @@ def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> s
             entry["matrix"] = {"task": "${tasks}", "seed": "${seeds}"}
         entry["cmd"] = _dvc_command(stage, inputs, outputs, folders, config)
         entry["deps"] = sorted({p for paths in inputs.values() for p in paths}) + list(code_files(stage.name))
-        if stage.params:
-            entry["params"] = [{config: list(stage.params)}]
+        # a dataset of your own is a Snakemake input (its files) and param (its entry); DVC's matrix covers GLUE
+        params = [p for p in stage.params if p != "datasets"]
+        if params:
+            entry["params"] = [{config: params}]
         entry["outs"] = [outputs[k] for k in stage.outputs if k not in stage.metrics]
         if stage.metrics:
             entry["metrics"] = [{outputs[k]: {"cache": False}} for k in stage.metrics]
@@ -314,6 +319,8 @@ def rule_text(stage: Stage, number: int) -> str:
     for key, path in stage.inputs.items():
         value = _snakemake_path(path)
         lines.append(f"        {key}={value}," if stage.per_task else f"        {key}=expand({value}, task=TASKS, seed=SEEDS),")
+    if stage.sources:
+        lines.append(f"        sources={stage.sources},")
     lines += ["        code=[", *(f'            "{f}",' for f in code_files(stage.name)), "        ],"]
     lines.append("    output:")
     for key, path in stage.outputs.items():
@@ -322,7 +329,9 @@ def rule_text(stage: Stage, number: int) -> str:
     lines.append("    params:")
     lines.append("        config=CONFIG_ARGS,  # the config files the workflow read: the job reads exactly these")
     # the config values the stage reads (its task's recipe applied): a change reruns it
-    lines += [f'        {key.replace(".", "_")}=setting("{key}"),' for key in stage.params if key != "recipes"]
+    lines += [f'        {key.replace(".", "_")}=setting("{key}"),' for key in stage.params if key not in ("recipes", "datasets")]
+    if "datasets" in stage.params:  # the task's own entry only: editing one dataset reruns exactly its task
+        lines.append("        dataset=dataset_definition,")
     where = "{{task}}.seed{{seed}}" if stage.per_task else stage.name
     log = f'f"{{LOGS}}/{stage.name}/{where}.log"' if stage.per_task else f'f"{{LOGS}}/{stage.name}.log"'
     lines += ["    log:", f"        {log},"]
@@ -388,10 +397,10 @@ def pipeline_schema() -> dict:
     schema["properties"] |= {
         "tasks": {
             "type": "array",
-            "items": {"enum": list(CLASSIFICATION_TASKS)},
+            "items": {"anyOf": [{"enum": list(CLASSIFICATION_TASKS)}, {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"}]},
             "minItems": 1,
             "uniqueItems": True,
-            "description": "GLUE classification tasks to run",
+            "description": "the tasks to run: GLUE classification tasks and the names of datasets of your own (datasets:)",
         },
         "seeds": {
             "type": "array",

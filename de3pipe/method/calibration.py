@@ -41,7 +41,7 @@ def evaluate_strategy(strategy: Strategy, signals: Signals, task: GlueTask, name
 
 def sweep(signals: Signals, cfg: CalibrationConfig, eps: float) -> pd.DataFrame:
     """The metric/speed-up curve of every configured strategy on ``signals`` (one row per knob setting)."""
-    task = get_task(signals.meta["task"])
+    task = signals.task
     rows = []
     for name in calibrated_names(cfg):
         entry = lookup(name)
@@ -115,7 +115,7 @@ def calibrate(signals: Signals, cfg: CalibrationConfig, eps: float, unlabeled: l
     """Frozen operating points (named targets, the dense curve grid and, when configured, the
     guaranteed points) and the validation curves. ``unlabeled``: signals of the task's unlabeled
     text, for a disagreement guarantee with ``calibration.guarantee.unlabeled``."""
-    task = get_task(signals.meta["task"])
+    task = signals.task
     check_calibration(cfg)
     if not signals.has_labels:
         raise De3Error("calibration needs a labeled split; give the signals of the validation split")

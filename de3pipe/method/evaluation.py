@@ -31,7 +31,7 @@ def check_compatible(signals: Signals, thresholds: dict) -> GlueTask:
         )
     if signals.num_layers != thresholds.get("num_layers"):
         raise De3Error("the signals and the thresholds come from models with different layer counts")
-    return get_task(signals.meta["task"])
+    return signals.task
 
 
 class _PointStore:

@@ -118,6 +118,16 @@ class Signals:
     def has_labels(self) -> bool:
         return bool((self.labels >= 0).all())
 
+    @property
+    def task(self):
+        """The task these signals are of, with the class names the signal pass recorded (a dataset
+        of your own may have found them in its train file)."""
+        from de3pipe.data.tasks import get_task
+
+        task = get_task(self.meta["task"])
+        names = tuple(self.meta.get("label_names") or task.label_names)
+        return task if names == task.label_names else dataclasses.replace(task, label_names=names, raw_labels=names)
+
     def layer(self, layer: int) -> LayerSignals:
         """Signals at 1-based ``layer`` for all samples."""
         m = layer - 1

@@ -103,7 +103,7 @@ def markdown(summary: dict) -> str:
         "## Did each task learn?",
         "",
         "The full model against the best constant prediction on the same test examples (majority-class accuracy, "
-        f"all-positive F1, MCC 0), {level} intervals. A task whose difference's interval does not lie above 0 "
+        f"all-positive F1, the best single class's macro-F1, MCC 0), {level} intervals. A task whose difference's interval does not lie above 0 "
         "is **not learned**: it is shown, but left out of the tests of differences and of the findings.",
         "",
     ]

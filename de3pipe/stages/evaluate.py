@@ -35,7 +35,7 @@ def run(signals: Path, thresholds: Path, out: Path, cfg: Config, model: Path | N
     files = EvaluationFiles(out)
     refuse_existing([files.metrics, files.exits, files.test_curves, files.points, files.submission, files.headline],
                     overwrite)
-    task = get_task(test.meta["task"])
+    task = test.task
     with tracking.stage_run(cfg, "evaluate", task.name, ("evaluation", "calibration")) as logger:
         results, exits, curves, points = evaluate(test, frozen)
         results["seed"] = cfg.seed

@@ -63,6 +63,8 @@ def signal_pass(prepared: PreparedData, model_dir: Path, out: Path, cfg: Config,
         for name, frame in frames.items():
             encoded = encode_split(frame, tokenizer, network.config.max_length)
             meta = {"task": prepared.task.name, "split": name, "checkpoint": str(model_dir), "num_layers": network.num_layers}
+            if prepared.task.is_own:  # the class names it found (GLUE's are in the task table)
+                meta["label_names"] = list(prepared.task.label_names)
             args = (network, tokenizer, encoded, cfg.signals.batch_size, cfg.signals.eps, meta, progress)
             result, pooled = collect_signals_and_features(*args) if keep_pooled else (collect_signals(*args), None)
             if controls is not None:

@@ -15,6 +15,7 @@ from de3pipe.errors import De3Error
 from de3pipe.infra import tracking
 from de3pipe.infra.layout import DEFAULT_RESULTS
 from de3pipe.method.strategies import check_config
+from de3pipe.data.tasks import get_task
 
 
 def config_files():
@@ -41,6 +42,12 @@ except De3Error as error:
     raise ValueError(str(error)) from None
 
 TASKS = config["tasks"]
+for _task in TASKS:
+    if _task not in SETTINGS.datasets:
+        try:
+            get_task(_task)
+        except De3Error as error:
+            raise ValueError(f"tasks: {error}") from None
 SEEDS = config["seeds"]
 RESULTS = config.get("results", DEFAULT_RESULTS)
 # The default results folder keeps its logs in logs/; another one (a study) keeps them inside it.
@@ -64,6 +71,21 @@ def setting(key):
     """A config value a stage reads, with the job's task's recipe applied: a change to it reruns the
     rule (and what follows)."""
     return lambda wildcards: _lookup(SETTINGS.for_task(wildcards.task) if "task" in wildcards.keys() else SETTINGS, key)
+
+
+def dataset_files(wildcards):
+    """A dataset of your own: its files, so that changing one reruns exactly that task's stages
+    (none for GLUE and for a hub dataset, whose entry is the param below)."""
+    entry = SETTINGS.datasets.get(wildcards.task)
+    if entry is None or entry.hub:
+        return []
+    return [path for path in (entry.train, entry.test, entry.unlabeled) if path]
+
+
+def dataset_definition(wildcards):
+    """The task's own dataset entry (None for GLUE): a change to it reruns exactly that task."""
+    entry = SETTINGS.datasets.get(wildcards.task)
+    return entry.model_dump() if entry is not None else None
 
 
 # A torch job uses every core it is given; on one machine more of them at once only contend

@@ -2,12 +2,14 @@
 # Stage 1: read the task (GLUE folder or hub) and carve the seeded validation split.
 rule prepare:
     input:
+        sources=dataset_files,
         code=[
             "de3pipe/__init__.py",
             "de3pipe/config.py",
             "de3pipe/data/__init__.py",
             "de3pipe/data/glue_dir.py",
             "de3pipe/data/hub.py",
+            "de3pipe/data/own.py",
             "de3pipe/data/prepare.py",
             "de3pipe/data/tasks.py",
             "de3pipe/errors.py",
@@ -21,6 +23,7 @@ rule prepare:
     params:
         config=CONFIG_ARGS,  # the config files the workflow read: the job reads exactly these
         data=setting("data"),
+        dataset=dataset_definition,
     log:
         f"{LOGS}/prepare/{{task}}.seed{{seed}}.log",
     benchmark:

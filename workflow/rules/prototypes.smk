@@ -10,6 +10,7 @@ rule prototypes:
             "de3pipe/data/__init__.py",
             "de3pipe/data/glue_dir.py",
             "de3pipe/data/hub.py",
+            "de3pipe/data/own.py",
             "de3pipe/data/prepare.py",
             "de3pipe/data/tasks.py",
             "de3pipe/errors.py",
