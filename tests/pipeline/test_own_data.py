@@ -62,7 +62,7 @@ def test_both_datasets_run_every_stage_into_the_report(own_run):
     assert "best single class" in report
     metrics = json.loads((own_run / "data" / "questions" / "seed1" / "evaluation" / "metrics.json").read_text())
     assert set(metrics["full_model"]) == {"macro_f1", "accuracy"}
-    info = json.loads((own_run / "data" / "questions" / "seed1" / "prepared" / "info.json").read_text())
+    info = json.loads((own_run / "data" / "questions" / "seed1" / "prepared" / "dataset.json").read_text())
     assert info["label_names"] == ["description", "human", "location", "number"]
     assert "mydata" not in json.dumps(info["source"])  # the files' sha256 and the definition, never a path
     submission = (own_run / "data" / "questions" / "seed1" / "evaluation" / "submission" / "de3_2" / "questions.tsv")
