@@ -146,10 +146,14 @@ def _hub_tables(task, where: str) -> dict[str, tuple[pd.DataFrame, str]]:
         if name is None:
             continue
         try:
-            table = datasets.load_dataset(spec.hub, spec.hub_config, split=name).to_pandas()
+            loaded = datasets.load_dataset(spec.hub, spec.hub_config, split=name)
         except Exception as exc:  # noqa: BLE001 - any hub failure gets the same advice
             raise De3Error(f"{where}.{key}: could not load split {name!r} of {spec.hub} from the Hugging Face hub "
                            f"({type(exc).__name__}: {exc}); check the id, config and split, or use local files") from None
+        table = loaded.to_pandas()
+        feature = loaded.features.get(spec.label)
+        if isinstance(feature, datasets.ClassLabel) and spec.label in table:  # the hub's class names, not indices
+            table[spec.label] = [feature.names[i] if i >= 0 else None for i in table[spec.label]]
         if table.empty:
             raise De3Error(f"{where}.{key}: split {name!r} of {spec.hub} has no rows")
         tables[split] = (table, f"{spec.hub}[{name}]")

@@ -185,3 +185,29 @@ def test_a_parquet_pair_dataset_with_unlabeled_text(tmp_path):
     assert prepared.task.is_pair and info["label_names"] == ["0", "1", "2"]
     submit = prepared.split("submit")
     assert len(submit) == 5 and (submit["label"] == -1).all() and submit["text_b"].tolist()[0] == "h 0"
+
+
+def test_a_hub_dataset_builds_the_right_load_dataset_calls(tmp_path, monkeypatch):
+    """Only the network boundary is replaced: load_dataset answers with real in-memory datasets."""
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "coarse_label": datasets.ClassLabel(names=["ABBR", "DESC", "ENTY"])})
+    served = {
+        "train": datasets.Dataset.from_dict({"text": [f"q{i}" for i in range(30)], "coarse_label": [i % 3 for i in range(30)]},
+                                            features=features),
+        "test": datasets.Dataset.from_dict({"text": ["t0", "t1", "t2"], "coarse_label": [0, 1, 2]}, features=features),
+    }
+    calls = []
+
+    def load_dataset(path, name=None, split=None, **kwargs):
+        calls.append((path, name, split))
+        return served[split]
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    info, prepared = _prepare(tmp_path, {"hub": "CogComp/trec", "hub_config": "default", "train": "train",
+                                         "test": "test", "text": "text", "label": "coarse_label"})
+    assert calls == [("CogComp/trec", "default", "train"), ("CogComp/trec", "default", "test")]
+    assert info["label_names"] == ["ABBR", "DESC", "ENTY"]  # the hub's class names
+    assert info["source"]["kind"] == "hub" and set(info["source"]["sha256"]) == {"train", "test"}
+    assert prepared.split("test")["label"].tolist() == [0, 1, 2]
