@@ -257,10 +257,8 @@ def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> s
             entry["matrix"] = {"task": "${tasks}", "seed": "${seeds}"}
         entry["cmd"] = _dvc_command(stage, inputs, outputs, folders, config)
         entry["deps"] = sorted({p for paths in inputs.values() for p in paths}) + list(code_files(stage.name))
-        # a dataset of your own is a Snakemake input (its files) and param (its entry); DVC's matrix covers GLUE
-        params = [p for p in stage.params if p != "datasets"]
-        if params:
-            entry["params"] = [{config: params}]
+        if stage.params:
+            entry["params"] = [{config: list(stage.params)}]
         entry["outs"] = [outputs[k] for k in stage.outputs if k not in stage.metrics]
         if stage.metrics:
             entry["metrics"] = [{outputs[k]: {"cache": False}} for k in stage.metrics]
