@@ -55,6 +55,18 @@ def test_trivial_predictors():
     three = np.array([0] * 50 + [1] * 30 + [2] * 20)
     best = max(f1_score(three, np.full(100, k), average="macro", zero_division=0.0) for k in range(3))
     assert trivial_metric("macro_f1", three, ones)[0] == pytest.approx(best)
+    # the class is chosen on the data (first column) and kept: under a replicate where class 0 is rarer
+    # the constant stays class 0, whose accuracy there is scored (not the replicate's own majority)
+    replicate = np.where(labels == 1, 0.2, 1.0)[:, None]  # class 1 down-weighted: 70 * 0.2 = 14 against 30
+    weights = np.hstack([ones, replicate])
+    assert trivial_metric("accuracy", labels, weights)[1] == pytest.approx(14 / 44)
+    balanced = np.repeat([0, 1, 2, 3], 25)  # equal classes: a per-replicate maximum would sit above the value
+    rng = np.random.default_rng(0)
+    draws = np.hstack([np.ones((100, 1)), rng.multinomial(100, np.full(100, 0.01), size=2000).T])
+    for metric in ("accuracy", "macro_f1"):
+        scores = trivial_metric(metric, balanced, draws)
+        low, high = np.quantile(scores[1:], [0.025, 0.975])
+        assert low <= scores[0] <= high and abs(np.mean(scores[1:]) - scores[0]) < 0.005, metric
 
 
 def test_matched_speedup_interpolation_by_hand():
