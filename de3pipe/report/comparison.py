@@ -87,13 +87,17 @@ def weighted_speedup(exit_layer: np.ndarray, num_layers: int, weights: np.ndarra
 
 def trivial_metric(metric: str, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The best constant predictor's metric under each weight column (B,): the majority class's
-    accuracy, the all-positive F1, an MCC of 0."""
+    accuracy, the all-positive F1, an MCC of 0. The class is chosen once, on the data (the first
+    column, unit weights), and that constant is scored under every replicate: choosing it again per
+    replicate would take a maximum of noisy scores, biased upwards, and put the interval above the
+    value."""
     if metric == "matthews":
         return np.zeros(weights.shape[1])
     if metric == "f1":
         return weighted_metric("f1", labels, np.ones((1, len(labels)), dtype=labels.dtype), weights)[0]
-    counts = np.stack([weighted_sum(labels == k, weights) for k in np.unique(labels)])
-    return counts.max(0) / weights.sum(0, dtype=np.float64)
+    counts = np.stack([weighted_sum(labels == k, weights) for k in np.unique(labels)])  # (K, B)
+    scores = counts / weights.sum(0, dtype=np.float64)
+    return scores[int(np.argmax(scores[:, 0]))]
 
 
 # ---- p-values and corrections ----

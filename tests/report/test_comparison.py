@@ -50,6 +50,16 @@ def test_trivial_predictors():
     assert trivial_metric("accuracy", labels, ones)[0] == pytest.approx(0.7)
     assert trivial_metric("f1", labels, ones)[0] == pytest.approx(f1_score(labels, np.ones(100, int)))
     assert trivial_metric("matthews", labels, ones)[0] == 0
+    # the class is chosen on the data (first column) and kept: under a replicate where class 1 is rarer
+    # the constant stays class 1, whose accuracy there is scored (not the replicate's own majority)
+    replicate = np.where(labels == 1, 0.2, 1.0)[:, None]  # class 1 down-weighted: 70 * 0.2 = 14 against 30
+    assert trivial_metric("accuracy", labels, np.hstack([ones, replicate]))[1] == pytest.approx(14 / 44)
+    balanced = np.repeat([0, 1, 2, 3], 25)  # equal classes: a per-replicate maximum would sit above the value
+    rng = np.random.default_rng(0)
+    draws = np.hstack([np.ones((100, 1)), rng.multinomial(100, np.full(100, 0.01), size=2000).T])
+    scores = trivial_metric("accuracy", balanced, draws)
+    low, high = np.quantile(scores[1:], [0.025, 0.975])
+    assert low <= scores[0] <= high and abs(np.mean(scores[1:]) - scores[0]) < 0.005
 
 
 def test_matched_speedup_interpolation_by_hand():
