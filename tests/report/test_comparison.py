@@ -452,10 +452,10 @@ def test_the_wallclock_view_makes_de3_pay_for_its_signal(study_comparison):
     run = _study_runs(seeds=(1,))[0]
     design = Design.for_runs([run], cfg)
     full = (np.array([0.9]), np.full((1, cfg.bootstrap_samples), 0.9))
-    from de3pipe.report.comparison import _curves
+    from de3pipe.report.comparison import _curves, _wallclock_curves
     for name in ("de3", "entropy"):
         layer = _curves([run], design, "accuracy", full, lambda r, n=name: r.rows(n, "curve"))
-        wall = _curves([run], design, "accuracy", full, lambda r, n=name: r.rows(n, "curve"), wallclock=name)
+        wall = _wallclock_curves([run], design, name, layer)
         exits = run.exit_layer[run.rows(name, "curve")]
         by_hand = run.full_cost * exits.shape[1] / run.layer_costs(name)[exits - 1].sum(1)
         assert wall.speedups[0][1:] == pytest.approx(by_hand, rel=1e-5)  # summed in float32
