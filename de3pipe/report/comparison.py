@@ -376,8 +376,7 @@ def compare_task(task: str, metric: str, runs: list[RunPoints], cfg: ReportConfi
             primary = other in cfg.primary.against and key in {_at_key(a) for a in cfg.primary.at}
             estimate.family = "primary" if primary else "exploratory"
     if all(r.check_share is not None for r in runs):
-        wall = {name: _curves(runs, design, metric, full, lambda r, n=name: r.rows(n, "curve"), wallclock=name)
-                for name in names}
+        wall = {name: _wallclock_curves(runs, design, name, curves[name]) for name in names}
         out.wallclock, at_wall = _matched(wall, design, cfg)
         out.wallclock_differences = _differences(out.wallclock, at_wall, {}, design, cfg, cfg.primary.against,
                                                  family="wallclock")
@@ -475,20 +474,15 @@ def _lambda_view(out: TaskComparison, runs, design, metric, full, cfg: ReportCon
         }
 
 
-def _curves(runs, design, metric, full, rows_of, wallclock: str | None = None) -> CurveSet:
+def _curves(runs, design, metric, full, rows_of) -> CurveSet:
     """A curve per seed (the points ``rows_of(run)``), with the full model's point (1x) first: on
-    the data and under every bootstrap replicate. ``wallclock``: the speed-ups charge each layer
-    the exit check of that strategy (``RunPoints.layer_costs``) instead of counting layers."""
+    the data and under every bootstrap replicate."""
     full_values, full_reps = full
 
     def curve(run, weights):
         rows = rows_of(run)
-        if wallclock is None:
-            speedups = weighted_speedup(run.exit_layer[rows], run.num_layers, weights)
-        else:
-            costs = run.layer_costs(wallclock)[run.exit_layer[rows].astype(np.int64) - 1]  # (Q, N)
-            speedups = run.full_cost * weights.sum(0, dtype=np.float64) / weighted_sum(costs, weights)
-        return speedups, weighted_metric(metric, run.labels, run.prediction[rows], weights)
+        return (weighted_speedup(run.exit_layer[rows], run.num_layers, weights),
+                weighted_metric(metric, run.labels, run.prediction[rows], weights))
 
     per_seed = [curve(r, design.columns(s)) for s, r in enumerate(runs)]
     full_curves = [np.concatenate([[full_values[s]], full_reps[s]]) for s in range(len(runs))]
@@ -496,6 +490,18 @@ def _curves(runs, design, metric, full, rows_of, wallclock: str | None = None) -
     metrics = [np.vstack([f, m]) for f, (_, m) in zip(full_curves, per_seed, strict=True)]
     return CurveSet([sp[:, 0] for sp in speedups], [m[:, 0] for m in metrics],
                     [sp[:, 1:] for sp in speedups], [m[:, 1:] for m in metrics])
+
+
+def _wallclock_curves(runs, design, name: str, layer: CurveSet) -> CurveSet:
+    """``name``'s calibrated curve ``layer`` with each point's speed-up charging every layer its exit
+    check (``RunPoints.layer_costs``) instead of counting layers; the metrics are the curve's own."""
+    speedups = []
+    for s, run in enumerate(runs):
+        weights = design.columns(s)
+        costs = run.layer_costs(name)[run.exit_layer[run.rows(name, "curve")].astype(np.int64) - 1]  # (Q, N)
+        charged = run.full_cost * weights.sum(0, dtype=np.float64) / weighted_sum(costs, weights)
+        speedups.append(np.vstack([np.ones(weights.shape[1]), charged]))  # the full model (1x) first
+    return CurveSet([sp[:, 0] for sp in speedups], layer.metrics, [sp[:, 1:] for sp in speedups], layer.metric_reps)
 
 
 def weighted_risk(risk: str, run: RunPoints, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -55,8 +55,8 @@ def test_trivial_predictors():
     three = np.array([0] * 50 + [1] * 30 + [2] * 20)
     best = max(f1_score(three, np.full(100, k), average="macro", zero_division=0.0) for k in range(3))
     assert trivial_metric("macro_f1", three, ones)[0] == pytest.approx(best)
-    # the class is chosen on the data (first column) and kept: under a replicate where class 0 is rarer
-    # the constant stays class 0, whose accuracy there is scored (not the replicate's own majority)
+    # the class is chosen on the data (first column) and kept: under a replicate where class 1 is rarer
+    # the constant stays class 1, whose accuracy there is scored (not the replicate's own majority)
     replicate = np.where(labels == 1, 0.2, 1.0)[:, None]  # class 1 down-weighted: 70 * 0.2 = 14 against 30
     weights = np.hstack([ones, replicate])
     assert trivial_metric("accuracy", labels, weights)[1] == pytest.approx(14 / 44)
@@ -459,10 +459,10 @@ def test_the_wallclock_view_makes_de3_pay_for_its_signal(study_comparison):
     run = _study_runs(seeds=(1,))[0]
     design = Design.for_runs([run], cfg)
     full = (np.array([0.9]), np.full((1, cfg.bootstrap_samples), 0.9))
-    from de3pipe.report.comparison import _curves
+    from de3pipe.report.comparison import _curves, _wallclock_curves
     for name in ("de3", "entropy"):
         layer = _curves([run], design, "accuracy", full, lambda r, n=name: r.rows(n, "curve"))
-        wall = _curves([run], design, "accuracy", full, lambda r, n=name: r.rows(n, "curve"), wallclock=name)
+        wall = _wallclock_curves([run], design, name, layer)
         exits = run.exit_layer[run.rows(name, "curve")]
         by_hand = run.full_cost * exits.shape[1] / run.layer_costs(name)[exits - 1].sum(1)
         assert wall.speedups[0][1:] == pytest.approx(by_hand, rel=1e-5)  # summed in float32
