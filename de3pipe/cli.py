@@ -228,9 +228,9 @@ ConfigFileOpt = Annotated[Path, typer.Option(help="the pipeline config whose tas
 def dvc_yaml(config: ConfigFileOpt = Path("config/config.yaml")) -> None:
     """Print dvc.yaml, generated from the workflow's stage table (de3pipe/infra/workflow.py)."""
     from de3pipe.infra.workflow import dvc_yaml as generate
-    from de3pipe.infra.workflow import read_tasks_and_seeds
+    from de3pipe.infra.workflow import read_dataset_files, read_tasks_and_seeds
 
-    typer.echo(generate(*read_tasks_and_seeds(config), str(config)), nl=False)
+    typer.echo(generate(*read_tasks_and_seeds(config), str(config), read_dataset_files(config)), nl=False)
 
 
 @app.command("rules")

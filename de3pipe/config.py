@@ -115,6 +115,11 @@ class DatasetConfig(_Section):
     def text_columns(self) -> list[str]:
         return [self.text] if isinstance(self.text, str) else list(self.text)
 
+    @property
+    def files(self) -> list[str]:
+        """The local files the dataset reads (none for a hub dataset, whose entry names splits)."""
+        return [] if self.hub else [path for path in (self.train, self.test, self.unlabeled) if path]
+
 
 class ModelConfig(_Section):
     name_or_path: str = Field(

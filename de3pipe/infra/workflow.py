@@ -227,6 +227,13 @@ def read_tasks_and_seeds(config: str | Path) -> tuple[list[str], list[int]]:
     return tree.get("tasks", []), tree.get("seeds", [])
 
 
+def read_dataset_files(config: str | Path) -> list[str]:
+    """The local files of the config's own datasets: prepare's DVC dependencies."""
+    from de3pipe.config import load_config  # checks each entry as the stages will
+
+    return sorted({path for entry in load_config(config).datasets.values() for path in entry.files})
+
+
 def _dvc_path(template: str, task: str = "${item.task}", seed: str = "${item.seed}") -> str:
     return template.rstrip("/").format(results=DEFAULT_RESULTS, task=task, seed=seed)
 
@@ -241,9 +248,13 @@ def _dvc_command(stage: Stage, inputs: dict[str, list[str]], outputs: dict[str, 
     return f"de3pipe {stage.name} {args} --config {config} --overwrite{quiet}"
 
 
-def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> str:
+def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE, dataset_files: list[str] = ()) -> str:
     """``dvc.yaml``: per-task stages as a matrix over ``tasks`` x ``seeds`` (DVC reads them from the
-    config through ``vars``), and the report over every evaluation of those tasks and seeds."""
+    config through ``vars``), and the report over every evaluation of those tasks and seeds.
+
+    A matrix entry cannot name its own task's files, so every prepare depends on all ``dataset_files``
+    (the config's own datasets): a changed file reruns each prepare, and DVC reruns downstream only
+    the task whose prepared data changed."""
     stages: dict[str, dict] = {}
     for stage in STAGES.values():
         if stage.per_task:
@@ -257,6 +268,8 @@ def dvc_yaml(tasks: list[str], seeds: list[int], config: str = CONFIG_FILE) -> s
             entry["matrix"] = {"task": "${tasks}", "seed": "${seeds}"}
         entry["cmd"] = _dvc_command(stage, inputs, outputs, folders, config)
         entry["deps"] = sorted({p for paths in inputs.values() for p in paths}) + list(code_files(stage.name))
+        if stage.sources:
+            entry["deps"] += list(dataset_files)
         if stage.params:
             entry["params"] = [{config: list(stage.params)}]
         entry["outs"] = [outputs[k] for k in stage.outputs if k not in stage.metrics]

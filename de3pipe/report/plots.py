@@ -3,6 +3,7 @@ gate's levels, the frozen points) and interpolate nothing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +64,10 @@ def plot_prototype_space(arrays: dict[str, dict], path: Path) -> None:
 
     n_exits = max(a["coords"].shape[0] for a in arrays.values())
     fig, axes = plt.subplots(len(arrays), n_exits, figsize=(2.4 * n_exits, 2.4 * len(arrays)), squeeze=False)
-    colors = plt.get_cmap("tab10").colors
     for row, (task, data) in enumerate(arrays.items()):
         labels, pred = data["labels"], data["pred"]
+        names = _label_names(task, data)
+        colors = class_colors(len(names), plt)
         for m in range(n_exits):
             ax = axes[row, m]
             ax.set_xticks([])
@@ -76,16 +78,15 @@ def plot_prototype_space(arrays: dict[str, dict], path: Path) -> None:
             for k in np.unique(labels):
                 right = (labels == k) & (pred[:, m] == labels)
                 wrong = (labels == k) & (pred[:, m] != labels)
-                ax.scatter(*xy[right].T, s=4, color=colors[k % 10], alpha=0.5, linewidths=0)
-                ax.scatter(*xy[wrong].T, s=6, facecolors="none", edgecolors=colors[k % 10], alpha=0.6, linewidths=0.5)
+                ax.scatter(*xy[right].T, s=4, color=colors[k], alpha=0.5, linewidths=0)
+                ax.scatter(*xy[wrong].T, s=6, facecolors="none", edgecolors=colors[k], alpha=0.6, linewidths=0.5)
             for k, centre in enumerate(data["prototypes"][m]):
                 if np.isfinite(centre).all():
-                    ax.scatter(*centre, marker="*", s=160, color=colors[k % 10], edgecolor="black", zorder=3)
+                    ax.scatter(*centre, marker="*", s=160, color=colors[k], edgecolor="black", zorder=3)
             ax.set_title(f"{task} layer {m + 1} ({data['explained'][m] * 100:.0f}% var.)", fontsize=7)
-        names = get_task(task).label_names
         axes[row, 0].legend(
-            handles=[plt.Line2D([], [], marker="*", ls="", color=colors[k % 10], label=n) for k, n in enumerate(names)],
-            fontsize=6, loc="lower left",
+            handles=[plt.Line2D([], [], marker="*", ls="", color=colors[k], label=n) for k, n in enumerate(names)],
+            fontsize=6, loc="lower left", ncol=1 + len(names) // 6,
         )
     fig.suptitle("Validation samples in the prototype space (PCA; stars: prototypes; hollow: misclassified)", fontsize=9)
     fig.tight_layout()
@@ -93,3 +94,21 @@ def plot_prototype_space(arrays: dict[str, dict], path: Path) -> None:
     plt.close(fig)
 
 
+
+
+def class_colors(n_classes: int, plt) -> list:
+    """One distinct colour per class: tab10 up to ten classes, tab20 up to twenty, then a hue wheel."""
+    if n_classes <= 10:
+        return list(plt.get_cmap("tab10").colors[:n_classes])
+    if n_classes <= 20:
+        return list(plt.get_cmap("tab20").colors[:n_classes])
+    return [plt.get_cmap("hsv")(k / n_classes) for k in range(n_classes)]
+
+
+def _label_names(task: str, data: dict) -> list[str]:
+    """The classes' names: the projection's own (a dataset of your own records them), else the
+    task table's; a class index beyond both is shown by number."""
+    meta = json.loads(str(data["meta"])) if "meta" in data else {}
+    names = list(meta.get("label_names") or get_task(task).label_names)
+    n_classes = max(int(data["labels"].max(initial=-1)) + 1, data["prototypes"].shape[1], len(names))
+    return names + [str(k) for k in range(len(names), n_classes)]

@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from de3pipe.infra.workflow import STAGES, code_files, dvc_yaml, pipeline_schema, rule_files
+from de3pipe.infra.workflow import STAGES, code_files, dvc_yaml, pipeline_schema, read_dataset_files, rule_files
 from tests.pipeline.conftest import ROOT
 
 
@@ -19,6 +19,19 @@ def test_dvc_yaml_is_generated_from_the_workflow():
     for name, stage in stages.items():
         expected_params = [{"config/config.yaml": list(STAGES[name].params)}] if STAGES[name].params else None
         assert stage.get("params") == expected_params, name
+
+
+def test_own_dataset_files_are_dependencies_of_prepare_only(tmp_path):
+    config = tmp_path / "own.yaml"
+    config.write_text(yaml.safe_dump({"tasks": ["questions", "topics", "rte"], "seeds": [1], "datasets": {
+        "questions": {"train": "in/q.csv", "test": "in/q_test.csv", "unlabeled": "in/more.jsonl"},
+        "topics": {"hub": "org/topics", "train": "train", "test": "test"},  # splits, not files
+    }}))
+    files = read_dataset_files(config)
+    assert files == ["in/more.jsonl", "in/q.csv", "in/q_test.csv"]
+    stages = yaml.safe_load(dvc_yaml(["questions", "topics", "rte"], [1], str(config), files))["stages"]
+    assert stages["prepare"]["deps"][-3:] == files
+    assert not any(f in stage["deps"] for name, stage in stages.items() if name != "prepare" for f in files)
 
 
 def test_every_declared_param_is_in_every_config():

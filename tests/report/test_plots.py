@@ -1,6 +1,8 @@
 """The report's plots (de3pipe/report/plots.py): a task's PNG draws exactly the lines, dots and
 levels it is given (no interpolation of its own); the prototype-space figure has a panel per layer."""
 
+import json
+
 import matplotlib
 import matplotlib.image
 import matplotlib.pyplot as plt
@@ -112,3 +114,24 @@ def test_plot_prototype_space(tmp_path, drawn):
     legend = [t.get_text() for t in axes[0].get_legend().get_texts()]
     assert legend == ["negative", "positive"]
     assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_plot_prototype_space_with_many_named_classes(tmp_path, drawn):
+    """A dataset of your own with twelve classes: its names come from the projection's meta, and
+    every class gets its own colour (tab10 would repeat two)."""
+    rng = np.random.default_rng(1)
+    k, n = 12, 60
+    names = [f"topic_{i}" for i in range(k)]
+    projection = {
+        "coords": rng.normal(size=(1, n, 2)),
+        "labels": np.arange(n) % k,
+        "pred": rng.integers(0, k, (n, 1)),
+        "prototypes": rng.normal(size=(1, k, 2)),
+        "explained": np.array([0.5]),
+        "meta": np.array(json.dumps({"label_names": names})),
+    }
+    plot_prototype_space({"topics": projection}, tmp_path / "prototype_space.png")
+    legend = drawn[0].axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == names
+    colours = {tuple(np.round(handle.get_color(), 4)) for handle in legend.legend_handles}
+    assert len(colours) == k

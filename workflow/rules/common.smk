@@ -77,9 +77,7 @@ def dataset_files(wildcards):
     """A dataset of your own: its files, so that changing one reruns exactly that task's stages
     (none for GLUE and for a hub dataset, whose entry is the param below)."""
     entry = SETTINGS.datasets.get(wildcards.task)
-    if entry is None or entry.hub:
-        return []
-    return [path for path in (entry.train, entry.test, entry.unlabeled) if path]
+    return entry.files if entry is not None else []
 
 
 def dataset_definition(wildcards):
