@@ -95,7 +95,8 @@ class Predictor:
             raise De3Error(f"{thresholds_path} was calibrated for {frozen.get('task')}, the model is {self.model.config.task}")
         self.strategy = servable_point(frozen, thresholds_path, strategy_name, target).strategy
         self.engine = EarlyExitEngine(self.model, frozen_eps(frozen))
-        self.is_pair = get_task(self.model.config.task).is_pair
+        pair = self.model.config.pair
+        self.is_pair = pair if pair is not None else get_task(self.model.config.task).is_pair
 
     def split_pairs(self, lines: list[str]) -> tuple[list[str], list[str] | None]:
         """Texts as given on the command line: 'first<TAB>second' for sentence-pair tasks."""

@@ -73,6 +73,7 @@ def evaluate(signals: Signals, thresholds: dict) -> tuple[dict, pd.DataFrame, pd
     per_layer = [task_metrics(task, signals.labels, signals.pred[:, m]) for m in range(n_layers)]
     results = {
         "task": task.name,
+        "label_names": list(task.label_names),
         "samples": signals.num_samples,
         "num_layers": n_layers,
         "full_model": per_layer[-1],

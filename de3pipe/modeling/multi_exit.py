@@ -48,6 +48,9 @@ class MultiExitConfig:
     base_model: str
     stage: Stage = "finetuned"
     history: list[dict] = field(default_factory=list)  # what each training stage did
+    # sentence pairs or single texts: a served dataset of your own is in no task table (None: an
+    # older checkpoint, whose GLUE task says)
+    pair: bool | None = None
     format_version: int = FORMAT_VERSION
 
     @property
@@ -163,6 +166,7 @@ class MultiExitModel(nn.Module):
         config = MultiExitConfig(
             task=task.name,
             label_names=list(task.label_names),
+            pair=task.is_pair,
             num_layers=family.num_exits(hf),
             hidden_size=hf.hidden_size,
             pooling=pooling,

@@ -43,7 +43,8 @@ from de3pipe.errors import De3Error
 from de3pipe.method.curves import area_grid, bracket, interpolate, mean_curve, mean_over_grid
 from de3pipe.method.guarantee import losses
 from de3pipe.method.operating_points import Guaranteed, speedup_key
-from de3pipe.method.strategies import lookup, registry
+from de3pipe.method.strategies import compared_names, lookup, registry
+from de3pipe.report.per_class import per_class
 
 
 # ---- weighted metrics: every bootstrap replicate is a column of example weights ----
@@ -734,8 +735,17 @@ def summarise(runs: list[dict], cfg: ReportConfig) -> tuple[dict, list[TaskCompa
         task_runs = by_task[comparison.task]
         entry = _as_dict(comparison)
         entry |= study_sections(task_runs, comparison.metric)
+        classes = per_class([r["_points"] for r in task_runs], task_runs[0].get("label_names") or [],
+                            compared_names(), _per_class_target(cfg))
+        if classes:
+            entry["per_class"] = classes
         summary["tasks"][comparison.task] = entry
     return summary, comparisons
+
+
+def _per_class_target(cfg: ReportConfig) -> float:
+    """The calibrated target the per-class figures are read at: the primary family's first speed-up."""
+    return next((float(a) for a in cfg.primary.at if a != "area"), cfg.matched_speedups[0])
 
 
 def _as_dict(value):

@@ -128,6 +128,7 @@ def markdown(summary: dict) -> str:
     lines += _lambda_markdown(summary, tasks, entries, headers, speedups)
     lines += _target_markdown(summary, entries, headers)
     lines += _calibration_markdown(entries, headers)
+    lines += _per_class_markdown(tasks, entries)
     lines += _study_markdown(summary, entries, tasks, headers)
     if summary.get("findings"):
         lines += ["", "## Findings (generated from the numbers above)", "", *(f"- {f}" for f in summary["findings"])]
@@ -418,6 +419,25 @@ def _calibration_markdown(entries, headers) -> list[str]:
         "slower than promised. \"mean abs.\": the mean absolute error over the targets.", "",
         *_table(["strategy", "target", *headers], rows),
     ]
+
+
+def _per_class_markdown(tasks, entries) -> list[str]:
+    """Tasks of three or more classes: each class's recall, full model and each strategy at one target."""
+    lines: list[str] = []
+    for task, e in zip(tasks, entries, strict=True):
+        classes = e.get("per_class")
+        if not classes:
+            continue
+        names = list(classes["recall"])
+        rows = [[label, f"{classes['support'][k]:.0f}",
+                 *("–" if classes["recall"][n][k] is None else f"{classes['recall'][n][k] * 100:.1f}" for n in names)]
+                for k, label in enumerate(classes["classes"])]
+        target = f"{classes['target']:g}×"
+        lines += ["", f"### {task}: recall per class", "",
+                  f"Test recall (×100, mean over seeds) of each class under the full model and each strategy's point "
+                  f"calibrated for {target}; n: test examples of the class.", "",
+                  *_table(["class", "n", *(n if n == "full model" else f"{n} {target}" for n in names)], rows)]
+    return ["", "## Per class", *lines] if lines else []
 
 
 def _study_markdown(summary, entries, tasks, headers) -> list[str]:

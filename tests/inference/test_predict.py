@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from de3pipe.config import CalibrationConfig
+from de3pipe.config import CalibrationConfig, ModelConfig
 from de3pipe.errors import De3Error
 from de3pipe.inference.predict import Predictor, predict_texts, read_texts
 from de3pipe.method.calibration import calibrate
 from de3pipe.method.operating_points import write_thresholds
+from de3pipe.modeling import MultiExitModel
 from de3pipe.modeling.batching import collate, encode_texts
 from tests.helpers import TEXTS, prototyped_tiny_model
 from tests.method.test_calibration import random_signals
@@ -183,3 +184,26 @@ def test_request_limits():
         check_texts([["a", "b", "c"]], True, limits)
     with pytest.raises(De3Error, match="the input must be a list of texts"):
         check_texts("one text", False, limits)
+
+
+def test_a_dataset_of_your_own_predicts_its_label_names_without_its_config(tiny_model_dir, tmp_path):
+    """The served or command-line model of a dataset of your own runs where no config declares the
+    dataset: the checkpoint itself says it takes pairs and names its five classes."""
+    from de3pipe.config import DatasetConfig
+    from de3pipe.data.tasks import own_task, register_datasets
+
+    names = ["anger", "fear", "joy", "love", "sadness"]
+    dataset = DatasetConfig(train="x.csv", text=["context", "reply"], labels=names)
+    register_datasets({"moods": dataset})
+    try:
+        model, tokenizer = MultiExitModel.from_base(str(tiny_model_dir), own_task("moods", dataset), ModelConfig())
+        model.config.stage = "prototyped"
+        model.save_pretrained(tmp_path / "model", tokenizer)
+        write_thresholds(tmp_path / "thresholds.json", calibrated("moods"))
+    finally:
+        register_datasets({})
+    predictor = Predictor(tmp_path / "model", tmp_path / "thresholds.json", "de3", "2")
+    rows = predictor.classify(*predictor.split_pairs(["i lost my keys\toh no", "sunny day\tlovely"]))
+    assert len(rows) == 2 and {row["label"] for row in rows} <= set(names)
+    with pytest.raises(De3Error, match="moods classifies sentence pairs"):
+        predictor.split_pairs(["no tab"])

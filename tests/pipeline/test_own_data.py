@@ -60,6 +60,7 @@ def test_both_datasets_run_every_stage_into_the_report(own_run):
     report = (own_run / "data" / "report" / "report.md").read_text()
     assert "| questions | macro_f1 |" in report and "| pairs | f1 |" in report
     assert "best single class" in report
+    assert "### questions: recall per class" in report and "### pairs: recall per class" not in report  # 4 classes, 2
     metrics = json.loads((own_run / "data" / "questions" / "seed1" / "evaluation" / "metrics.json").read_text())
     assert set(metrics["full_model"]) == {"macro_f1", "accuracy"}
     info = json.loads((own_run / "data" / "questions" / "seed1" / "prepared" / "dataset.json").read_text())
