@@ -29,6 +29,7 @@ rule report:
             "de3pipe/report/comparison.py",
             "de3pipe/report/findings.py",
             "de3pipe/report/page.py",
+            "de3pipe/report/per_class.py",
             "de3pipe/report/plots.py",
             "de3pipe/report/tables.py",
             "de3pipe/stages/report.py",
