@@ -2,7 +2,7 @@
 # tests and do not run in CI. They measure the finished runs of the reproduction study
 # (`snakemake all --cores 2 --configfile config/study.yaml`, results/study); BENCH_RESULTS=data
 # measures the default run instead. BENCH_ARGS go to the inference benchmark.
-.PHONY: bench bench-inference bench-training bench-serving bench-reruns bench-guarantee bench-seed-coverage study
+.PHONY: bench bench-inference bench-training bench-serving bench-reruns bench-guarantee bench-seed-coverage bench-own-data study
 
 BENCH_RESULTS ?= results/study
 BENCH_ARGS ?= --seeds 1 --max-samples 256
@@ -32,6 +32,12 @@ bench-guarantee:
 # Coverage of the report's seed-aware interval in simulated studies with a seed effect (no runs needed).
 bench-seed-coverage:
 	python benchmarks/seed_coverage.py
+
+# A dataset of your own: STS-B binned into three classes, as CSV files, through the default recipe
+# (about 25 minutes on 2 cores; the files and runs go to OWN_DATA_OUT, outside the repository).
+OWN_DATA_OUT ?= /tmp/de3pipe-sts-classes
+bench-own-data:
+	python benchmarks/own_data.py --out $(OWN_DATA_OUT)
 
 # The reproduction study: 4 tasks x 10 seeds (config/study.yaml). On a 2-core machine two
 # single-thread torch jobs at once go 1.6x faster than one job on both cores. The study's report

@@ -172,6 +172,31 @@ def seed_coverage_section(result: dict) -> list[str]:
     return [*lines, ""]
 
 
+def own_data_section(result: dict) -> list[str]:
+    gate, metric = result["gate"], result["metric"]
+    counts = ", ".join(f"{name} {n}" for name, n in zip(result["classes"], result["counts"]["train"].values(), strict=True))
+
+    def cell(e: dict, signed: bool = False) -> str:
+        sign = "+" if signed else ""
+        return f"{e['value'] * 100:{sign}.1f} [{e['low'] * 100:{sign}.1f}, {e['high'] * 100:{sign}.1f}]"
+
+    lines = ["## A dataset of your own: STS-B in three classes", "",
+             f"`make bench-own-data` (benchmarks/own_data.py): STS-B's similarity scores binned at "
+             f"{' and '.join(f'{e:g}' for e in result['edges'])} into {', '.join(result['classes'])} (train: {counts}; "
+             f"test: STS-B dev, {sum(result['counts']['test'].values())} pairs), written as CSV files and declared under "
+             f"`datasets:`; the default recipe, one seed, the whole workflow in {result['workflow_seconds'] / 60:.0f} "
+             f"minutes on {result['cores']} cores. Figures ×100, 95% test-bootstrap intervals ({metric}).", "",
+             "| what | value |", "|---|---|",
+             f"| full model | {cell(gate['full_model'])} |",
+             f"| {gate['trivial_predictor']} | {cell(gate['trivial'])} |",
+             f"| full − trivial | {cell(gate['difference'], signed=True)} ({'learned' if gate['learned'] else 'not learned'}) |"]
+    for name, by_at in result["de3_minus"].items():
+        for at, e in by_at.items():
+            p = f", p = {e['p']:.3f}" if "p" in e else ""
+            lines.append(f"| de3 − {name} at {at}{'' if at == 'area' else '×'} | {cell(e, signed=True)}{p} |")
+    return [*lines, ""]
+
+
 def main() -> None:
     inference = RESULTS / "inference.json"
     source = json.loads(inference.read_text()).get("results", "data") if inference.is_file() else "data"
@@ -182,7 +207,8 @@ def main() -> None:
              "`benchmarks/results/*.json`.", ""]
     for name, section in (("inference.json", inference_section), ("training.json", training_section),
                           ("serving.json", serving_section), ("reruns.json", reruns_section),
-                          ("guarantee.json", guarantee_section), ("seed_coverage.json", seed_coverage_section)):
+                          ("guarantee.json", guarantee_section), ("seed_coverage.json", seed_coverage_section),
+                          ("own_data.json", own_data_section)):
         path = RESULTS / name
         if path.is_file():
             lines += section(json.loads(path.read_text()))

@@ -189,6 +189,26 @@ def _verdict_markdown(summary, tasks, entries) -> list[str]:
                     "and the Holm-adjusted p-value.", ""]
 
 
+def _difference_rows(entries, section: str, others: list[str], keys: list[str], label, parts: bool = False,
+                     family: str | None = None) -> list[list[str]]:
+    """A row per (other, key) of ``entry[section][other][key]`` that some task has (of ``family`` only,
+    where given): a learned task's difference in full, a task that did not learn its bracketed
+    interval (shown, not tested)."""
+    rows = []
+    for other in others:
+        for key in keys:
+            cells = []
+            for e in entries:
+                value = e.get(section, {}).get(other, {}).get(key)
+                if value and family and value.get("family", "exploratory") != family:
+                    value = None
+                text = _difference(value, parts=parts)
+                cells.append(text if e["gate"]["learned"] or not value else f"({interval(value, signed=True)})")
+            if any(c != "–" for c in cells):
+                rows.append([label(other), "curve area" if key == "area" else f"{key}×", *cells])
+    return rows
+
+
 def _differences_markdown(summary, tasks, entries, headers, speedups) -> list[str]:
     comparisons = list(dict.fromkeys(c for e in entries for c in e["differences"]))
     if not comparisons:
@@ -196,18 +216,8 @@ def _differences_markdown(summary, tasks, entries, headers, speedups) -> list[st
     protocol = summary["protocol"]
     lines = []
     for family, title in (("primary", "Primary family"), ("exploratory", "Exploratory differences")):
-        rows = []
-        for other in comparisons:
-            for key in [*speedups, "area"]:
-                cells = []
-                for e in entries:
-                    value = e["differences"].get(other, {}).get(key)
-                    if value and value.get("family", "exploratory") != family:
-                        value = None
-                    text = _difference(value, parts=family == "primary")
-                    cells.append(text if e["gate"]["learned"] or not value else f"({interval(value, signed=True)})")
-                if any(c != "–" for c in cells):
-                    rows.append([f"{protocol['reference']} − {other}", "curve area" if key == "area" else f"{key}×", *cells])
+        rows = _difference_rows(entries, "differences", comparisons, [*speedups, "area"],
+                                lambda other: f"{protocol['reference']} − {other}", family == "primary", family)
         if rows:
             lines += [
                 "", f"## {title}: {protocol['reference']} against each comparison", "",
@@ -312,17 +322,9 @@ def _wallclock_markdown(summary, entries, headers, speedups) -> list[str]:
         "it for free. Embedding and tokenisation are left out (the same for every strategy).", "",
         *_table(["strategy", "wall-clock speed-up", *headers], _matched_rows(entries, speedups, "wallclock")),
     ]
-    rows = []
     comparisons = list(dict.fromkeys(c for e in entries for c in e.get("wallclock_differences", {})))
-    for other in comparisons:
-        for key in speedups:
-            cells = []
-            for e in entries:
-                value = e.get("wallclock_differences", {}).get(other, {}).get(key)
-                text = _difference(value)
-                cells.append(text if e["gate"]["learned"] or not value else f"({interval(value, signed=True)})")
-            if any(c != "–" for c in cells):
-                rows.append([f"{protocol['reference']} − {other}", f"{key}×", *cells])
+    rows = _difference_rows(entries, "wallclock_differences", comparisons, speedups,
+                            lambda other: f"{protocol['reference']} − {other}")
     if rows:
         lines += ["", f"Paired differences at matched wall-clock speed-ups. {_family_words(protocol, 'wallclock')}.", "",
                   *_table(["comparison", "at", *headers], rows)]
@@ -350,16 +352,8 @@ def _lambda_markdown(summary, tasks, entries, headers, speedups) -> list[str]:
         "the dense grid), at the matched speed-ups. λ = 0 is entropy alone (EDR = E).", "",
         *_table(["λ", "speed-up", *headers], rows),
     ]
-    rows = []
-    for lam in (x for x in lambdas if float(x) != 0):
-        for s in speedups:
-            cells = []
-            for e in entries:
-                value = e.get("lambda_differences", {}).get(lam, {}).get(s)
-                text = _difference(value, parts=True)
-                cells.append(text if e["gate"]["learned"] or not value else f"({interval(value, signed=True)})")
-            if any(c != "–" for c in cells):
-                rows.append([f"λ {lam} − λ 0", f"{s}×", *cells])
+    rows = _difference_rows(entries, "lambda_differences", [x for x in lambdas if float(x) != 0], speedups,
+                            lambda lam: f"λ {lam} − λ 0", parts=True)
     if rows:
         lines += ["", f"Each λ > 0 minus λ = 0 at matched speed-ups (×100), paired per seed and replicate, with the "
                   f"half-widths of the seed and test parts. {_family_words(protocol, 'lambda')}.", "",
