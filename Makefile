@@ -34,7 +34,7 @@ bench-seed-coverage:
 	python benchmarks/seed_coverage.py
 
 # A dataset of your own: STS-B binned into three classes, as CSV files, through the default recipe
-# (about 25 minutes on 2 cores; the files and runs go to OWN_DATA_OUT, outside the repository).
+# (about half an hour on 2 cores; the files and runs go to OWN_DATA_OUT, outside the repository).
 OWN_DATA_OUT ?= /tmp/de3pipe-sts-classes
 bench-own-data:
 	python benchmarks/own_data.py --out $(OWN_DATA_OUT)

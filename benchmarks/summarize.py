@@ -185,7 +185,8 @@ def own_data_section(result: dict) -> list[str]:
              f"{' and '.join(f'{e:g}' for e in result['edges'])} into {', '.join(result['classes'])} (train: {counts}; "
              f"test: STS-B dev, {sum(result['counts']['test'].values())} pairs), written as CSV files and declared under "
              f"`datasets:`; the default recipe, one seed, the whole workflow in {result['workflow_seconds'] / 60:.0f} "
-             f"minutes on {result['cores']} cores. Figures ×100, 95% test-bootstrap intervals ({metric}).", "",
+             f"minutes on {result['cores']} cores. Figures ×100, 95% test-bootstrap intervals ({metric}); p-values "
+             "adjusted with Holm within their family, as the report does.", "",
              "| what | value |", "|---|---|",
              f"| full model | {cell(gate['full_model'])} |",
              f"| {gate['trivial_predictor']} | {cell(gate['trivial'])} |",
@@ -193,6 +194,8 @@ def own_data_section(result: dict) -> list[str]:
     for name, by_at in result["de3_minus"].items():
         for at, e in by_at.items():
             p = f", p = {e['p']:.3f}" if "p" in e else ""
+            if "p_adjusted" in e:
+                p += f" (adjusted {e['p_adjusted']:.3f}, {e.get('family', 'exploratory')})"
             lines.append(f"| de3 − {name} at {at}{'' if at == 'area' else '×'} | {cell(e, signed=True)}{p} |")
     return [*lines, ""]
 
