@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 
 from de3pipe.config import validate_tree
 from de3pipe.data import own
@@ -185,6 +186,28 @@ def test_a_parquet_pair_dataset_with_unlabeled_text(tmp_path):
     assert prepared.task.is_pair and info["label_names"] == ["0", "1", "2"]
     submit = prepared.split("submit")
     assert len(submit) == 5 and (submit["label"] == -1).all() and submit["text_b"].tolist()[0] == "h 0"
+
+
+def test_a_parquet_file_through_de3pipe_prepare(tmp_path):
+    from de3pipe.data.prepare import PreparedData
+    from tests.helpers import invoke
+
+    rows = [{"review": f"text number {i}", "stars": ("one", "two", "three")[i % 3]} for i in range(60)]
+    pd.DataFrame(rows).to_parquet(tmp_path / "reviews.parquet")
+    config = tmp_path / "own.yaml"
+    config.write_text(yaml.safe_dump({"datasets": {"reviews": {
+        "train": str(tmp_path / "reviews.parquet"), "text": "review", "label": "stars", "metric": "macro_f1"}}}))
+    result = invoke("prepare", "--task", "reviews", "--seed", 3, "--out", tmp_path / "prepared", "--config", config,
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "prepared" / "dataset.json").read_text())
+    assert info["label_names"] == ["one", "three", "two"]
+    test = PreparedData.open(tmp_path / "prepared").split("test")
+    assert len(test) == 12 and test["label"].value_counts().tolist() == [4, 4, 4]  # 0.2 carved, stratified
+    bad = invoke("prepare", "--task", "reviews", "--seed", 3, "--out", tmp_path / "again", "--config", config,
+                 "--set", "datasets.reviews.label=star")
+    assert bad.exit_code != 0 and "Traceback" not in bad.output and "stars" in bad.output
+    assert not (tmp_path / "again").exists()
 
 
 def test_a_hub_dataset_builds_the_right_load_dataset_calls(tmp_path, monkeypatch):
