@@ -7,6 +7,7 @@ a spreadsheet counts data rows) and the fix; nothing is written before the whole
 
 from __future__ import annotations
 
+import csv
 import difflib
 import hashlib
 import io
@@ -71,7 +72,9 @@ def read_table(path: Path, where: str) -> pd.DataFrame:
                     rows.append(row)
             frame = pd.DataFrame(rows)
         else:
-            frame = pd.read_csv(io.StringIO(_text(path, where)), sep="," if kind == "csv" else "\t", dtype=str,
+            text = _text(path, where)
+            quoting = csv.QUOTE_NONE if kind == "tsv" and _unquoted_tsv(text) else csv.QUOTE_MINIMAL
+            frame = pd.read_csv(io.StringIO(text), sep="," if kind == "csv" else "\t", dtype=str, quoting=quoting,
                                 keep_default_na=False, na_values=[])
     except De3Error:
         raise
@@ -80,6 +83,16 @@ def read_table(path: Path, where: str) -> pd.DataFrame:
     if frame.empty:
         raise De3Error(f"{where}: {path} has no rows; it needs at least one example")
     return frame
+
+
+def _unquoted_tsv(text: str) -> bool:
+    """Whether a TSV is plain (every line has the header's fields and none is wrapped in quotes): then a
+    quote is text, as in GLUE's files, whose stray quotes a quote-aware reader would run across tabs
+    and lines. A TSV written with quoting (a field holding a tab or a newline) is read as CSV is."""
+    lines = [line.removesuffix("\r") for line in text.split("\n") if line.strip()]
+    fields = lines[0].count("\t")
+    return all(line.count("\t") == fields for line in lines) and not any(
+        len(cell) > 1 and cell.startswith('"') and cell.endswith('"') for line in lines for cell in line.split("\t"))
 
 
 def column(frame: pd.DataFrame, name: str, path: Path, where: str) -> pd.Series:

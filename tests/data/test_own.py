@@ -33,6 +33,19 @@ def test_every_format_reads_to_the_same_table(tmp_path):
         assert read[["text", "label"]].astype(str).to_dict("records") == rows, name
 
 
+def test_a_tsv_keeps_stray_quotes_as_text_and_reads_quoted_fields(tmp_path):
+    """GLUE-style TSV lines holding unbalanced quotes stay one row each (a quote-aware reader would run
+    the first one across the tabs and lines that follow); a TSV written with quoting still reads."""
+    (tmp_path / "stray.tsv").write_text('sentence\tlabel\n" a quote that never closes\tpos\n'
+                                        'plain text\tneg\nsays "hi\tpos\n')
+    read = own.read_table(tmp_path / "stray.tsv", WHERE)
+    assert read["sentence"].tolist() == ['" a quote that never closes', "plain text", 'says "hi']
+    assert read["label"].tolist() == ["pos", "neg", "pos"]
+    quoted = pd.DataFrame({"text": ["a\ttab inside", 'a "quoted" word', "two\nlines"], "label": ["x", "y", "z"]})
+    quoted.to_csv(tmp_path / "quoted.tsv", sep="\t", index=False)
+    assert own.read_table(tmp_path / "quoted.tsv", WHERE).to_dict("records") == quoted.to_dict("records")
+
+
 @pytest.mark.parametrize(("content", "message"), [
     (None, r"datasets.questions.train: .*missing.csv does not exist; fix the path"),
     ("", r"train.csv is empty; it needs a header and at least one row"),
