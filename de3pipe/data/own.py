@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import io
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -127,6 +128,15 @@ def labels_of(frame: pd.DataFrame, name: str, path: Path, where: str) -> pd.Seri
     return values.map(_label_text)
 
 
+def label_order(label: str) -> tuple:
+    """Sort key of undeclared class names: numbers by value (2 before 10), then text."""
+    try:
+        number = float(label)
+    except ValueError:
+        return (1, 0.0, label)
+    return (0, number, label) if math.isfinite(number) else (1, 0.0, label)
+
+
 def _label_text(value) -> str:
     """Labels compare as text: 1, 1.0 and "1" are one class."""
     if isinstance(value, float) and value.is_integer():
@@ -195,7 +205,7 @@ def read_dataset(task) -> tuple[dict[str, pd.DataFrame], dict, list[str]]:
             raw_labels[split] = labels_of(table, spec.label, origin, at)
         frame.insert(0, "idx", range(len(frame)))
         frames[split] = frame
-    names = list(spec.labels) if spec.labels else sorted(set(raw_labels["train"]))
+    names = list(spec.labels) if spec.labels else sorted(set(raw_labels["train"]), key=label_order)
     present = sorted(set(raw_labels["train"]))
     if len(present) < 2:
         raise De3Error(f"{where}.train: {tables['train'][1]} holds a single class ({present[0]!r}); a classifier needs "

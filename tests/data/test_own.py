@@ -104,6 +104,14 @@ def test_numeric_labels_compare_as_text(tmp_path):
     assert own.labels_of(own.read_table(path, WHERE), "label", path, WHERE).tolist() == ["1", "2"]
 
 
+def test_undeclared_numeric_class_names_sort_by_value(tmp_path):
+    assert sorted(["10", "2", "b", "1", "nan", "-1.5"], key=own.label_order) == ["-1.5", "1", "2", "10", "b", "nan"]
+    rows = pd.DataFrame({"question": [f"q {i}" for i in range(120)], "kind": [i % 12 for i in range(120)]})
+    rows.to_csv(tmp_path / "twelve.csv", index=False)
+    info, _ = _prepare(tmp_path, {"train": str(tmp_path / "twelve.csv")}, test_size=0.5)
+    assert info["label_names"] == [str(k) for k in range(12)]
+
+
 def test_a_dataset_is_a_task_under_its_name():
     validate_tree({"datasets": {"questions": {"train": "t.csv", "text": ["q", "context"], "labels": ["a", "b", "c"],
                                               "metric": "macro_f1"}}}, "test")
