@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -371,11 +372,11 @@ def compare_task(task: str, metric: str, runs: list[RunPoints], cfg: ReportConfi
     curves = {name: _curves(runs, design, metric, full, lambda r, n=name: r.rows(n, "curve")) for name in names}
     out.matched, at_matched = _matched(curves, design, cfg)
     out.area, areas = _area(curves, design, cfg)
-    out.differences = _differences(out.matched, at_matched, areas, design, cfg, cfg.comparisons)
-    for other, entry in out.differences.items():
-        for key, estimate in entry.items():
-            primary = other in cfg.primary.against and key in {_at_key(a) for a in cfg.primary.at}
-            estimate.family = "primary" if primary else "exploratory"
+    primary_keys = {_at_key(a) for a in cfg.primary.at}
+    out.differences = _differences(
+        out.matched, at_matched, areas, design, cfg, cfg.comparisons,
+        lambda other, key: "primary" if other in cfg.primary.against and key in primary_keys else "exploratory",
+    )
     if all(r.check_share is not None for r in runs):
         wall = {name: _wallclock_curves(runs, design, name, curves[name]) for name in names}
         out.wallclock, at_wall = _matched(wall, design, cfg)
@@ -432,10 +433,12 @@ def _area(curves: dict[str, CurveSet], design: Design, cfg: ReportConfig) -> tup
 
 
 def _differences(matched: dict, at_matched: dict, areas: dict, design: Design, cfg: ReportConfig,
-                 others: list[str], family: str | None = None, reference: str | None = None) -> dict:
+                 others: list[str], family: str | Callable[[str, str], str], reference: str | None = None) -> dict:
     """``reference`` (default: the report's) minus each of ``others`` at every matched speed-up both
-    reach, and over the area where both have one: paired per seed and replicate."""
+    reach, and over the area where both have one: paired per seed and replicate. ``family`` names the
+    correction family of each difference, or gives it from (other, key)."""
     reference = reference or cfg.reference
+    family_of = family if callable(family) else lambda other, key: family
     out = {}
     if reference not in matched:
         return out
@@ -446,11 +449,11 @@ def _differences(matched: dict, at_matched: dict, areas: dict, design: Design, c
             if matched[reference][key] is not None and matched[other][key] is not None:
                 (a, ar), (b, br) = at_matched[reference], at_matched[other]
                 entry[key] = design.combine(a[:, i] - b[:, i], ar[:, i] - br[:, i], paired=True)
-                entry[key].family = family
+                entry[key].family = family_of(other, key)
         if other in areas and reference in areas:
             entry["area"] = design.combine(areas[reference][0] - areas[other][0],
                                            areas[reference][1] - areas[other][1], paired=True)
-            entry["area"].family = family
+            entry["area"].family = family_of(other, "area")
         out[other] = entry
     return out
 
