@@ -2,7 +2,7 @@
 # tests and do not run in CI. They measure the finished runs of the reproduction study
 # (`snakemake all --cores 2 --configfile config/study.yaml`, results/study); BENCH_RESULTS=data
 # measures the default run instead. BENCH_ARGS go to the inference benchmark.
-.PHONY: bench bench-inference bench-training bench-serving bench-reruns bench-guarantee bench-seed-coverage bench-own-data study
+.PHONY: bench bench-inference bench-training bench-serving bench-reruns bench-guarantee bench-seed-coverage bench-own-data bench-profile study
 
 BENCH_RESULTS ?= results/study
 BENCH_ARGS ?= --seeds 1 --max-samples 256
@@ -32,6 +32,11 @@ bench-guarantee:
 # Coverage of the report's seed-aware interval in simulated studies with a seed effect (no runs needed).
 bench-seed-coverage:
 	python benchmarks/seed_coverage.py
+
+# Where early exit spends its time per part (layers, exit heads, signals, de3's distances, the loop),
+# on the default run's SST-2 model.
+bench-profile:
+	python benchmarks/profile_inference.py --run data/sst2/seed42
 
 # A dataset of your own: STS-B binned into three classes, as CSV files, through the default recipe
 # (about half an hour on 2 cores; the files and runs go to OWN_DATA_OUT, outside the repository).

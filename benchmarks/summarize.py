@@ -172,6 +172,25 @@ def seed_coverage_section(result: dict) -> list[str]:
     return [*lines, ""]
 
 
+def profile_section(result: dict) -> list[str]:
+    parts = ["layers", "exit_heads", "signals", "de3_signal", "exit_rule", "layer_context", "embed", "loop_rest"]
+    lines = ["## Where batched early exit spends its time", "",
+             f"`make bench-profile` (benchmarks/profile_inference.py): {result['run']}, {result['max_samples']} test "
+             f"examples, points calibrated for {result['target']}×; each part timed by wrapping the calls the engine "
+             "makes, fastest of the repeats after a warm-up; the full model is `run_full` (every layer, the last head). "
+             f"Machine: {_machine(result['machine'])}. Shares of each run's time in %; loop_rest = the engine's own "
+             "loop (row compaction, padding trimming, Python).", "",
+             "| batch | strategy | ms | layer speed-up | wall-clock speed-up | ratio | " + " | ".join(parts) + " |",
+             "|---" * (6 + len(parts)) + "|"]
+    full = {row["batch_size"]: row["total_seconds"] for row in result["rows"] if row["strategy"] == "full model"}
+    for row in result["rows"]:
+        wall = full[row["batch_size"]] / row["total_seconds"]
+        lines.append(f"| {row['batch_size']} | {row['strategy']} | {row['total_seconds'] * 1000:.0f} | "
+                     f"{row['layer_speedup']:.2f}× | {wall:.2f}× | {wall / row['layer_speedup']:.2f} | "
+                     + " | ".join(f"{row['share'].get(p, 0) * 100:.1f}" for p in parts) + " |")
+    return [*lines, ""]
+
+
 def own_data_section(result: dict) -> list[str]:
     gate, metric = result["gate"], result["metric"]
     counts = ", ".join(f"{name} {n}" for name, n in zip(result["classes"], result["counts"]["train"].values(), strict=True))
@@ -211,7 +230,7 @@ def main() -> None:
     for name, section in (("inference.json", inference_section), ("training.json", training_section),
                           ("serving.json", serving_section), ("reruns.json", reruns_section),
                           ("guarantee.json", guarantee_section), ("seed_coverage.json", seed_coverage_section),
-                          ("own_data.json", own_data_section)):
+                          ("own_data.json", own_data_section), ("profile.json", profile_section)):
         path = RESULTS / name
         if path.is_file():
             lines += section(json.loads(path.read_text()))
