@@ -71,15 +71,18 @@ def write_dataset(glue_dir: Path, out: Path) -> tuple[Path, dict]:
 def figures(summary: dict) -> dict:
     """The gate and the reference's differences against each compared strategy at matched speed-ups."""
     entry = summary["tasks"][TASK]
-    keep = ("value", "low", "high", "p", "p_adjusted", "family")
+
+    def kept(e: dict) -> dict:
+        return {f: e[f] for f in ("value", "low", "high", "p", "p_adjusted", "family") if f in e}
+
+    def by_speedup(section: dict, names: tuple[str, ...]) -> dict:
+        return {name: {at: kept(e) for at, e in by_at.items() if e} for name, by_at in section.items() if name in names}
+
     return {
         "metric": entry["metric"],
-        "gate": {k: entry["gate"][k] if isinstance(entry["gate"][k], str | bool)
-                 else {f: entry["gate"][k][f] for f in keep if f in entry["gate"][k]} for k in entry["gate"]},
-        "matched": {name: {at: {f: e[f] for f in keep if f in e} for at, e in by_at.items() if e}
-                    for name, by_at in entry["matched"].items() if name in ("de3", "entropy")},
-        "de3_minus": {name: {at: {f: e[f] for f in keep if f in e} for at, e in by_at.items() if e}
-                      for name, by_at in entry["differences"].items() if name in ("entropy", "control_entropy")},
+        "gate": {k: v if isinstance(v, str | bool) else kept(v) for k, v in entry["gate"].items()},
+        "matched": by_speedup(entry["matched"], ("de3", "entropy")),
+        "de3_minus": by_speedup(entry["differences"], ("entropy", "control_entropy")),
         "per_class": entry.get("per_class"),
     }
 

@@ -63,9 +63,6 @@ class DataConfig(_Section):
         return Path(value).expanduser() if value else None
 
 
-DATASET_METRICS = ("accuracy", "macro_f1", "f1", "matthews")
-
-
 class DatasetConfig(_Section):
     """A user's own text-classification dataset, declared under a name and listed in ``tasks``
     (README, "Your own data")."""

@@ -8,7 +8,6 @@ submission files are made from it) and MNLI's ``test_mismatched`` / ``submit_mis
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -129,7 +128,7 @@ def load_own(task: GlueTask, cfg: DataConfig, seed: int) -> tuple[GlueTask, dict
     """A dataset of your own: its splits (test carved from train when there is no test file, stratified
     and seeded), the task with the class names found, and where it came from."""
     raw, source, names = own.read_dataset(task)
-    task = dataclasses.replace(task, label_names=tuple(names), raw_labels=tuple(names))
+    task = task.with_label_names(names)
     carvings = ["validation"] + ([] if "test" in raw else ["test"])
     counts = raw["train"]["label"].value_counts()
     needed = len(carvings) + 1  # a member in each carved split and one left to train on
@@ -214,9 +213,7 @@ class PreparedData:
     def task(self) -> GlueTask:
         """The task, with the class names preparation recorded (a dataset of your own may find them
         in its train file)."""
-        task = get_task(self.info["task"])
-        names = tuple(self.info.get("label_names") or task.label_names)
-        return task if names == task.label_names else dataclasses.replace(task, label_names=names, raw_labels=names)
+        return get_task(self.info["task"]).with_label_names(self.info.get("label_names"))
 
     @property
     def split_names(self) -> list[str]:

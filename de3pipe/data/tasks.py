@@ -7,6 +7,7 @@ which kind of task it runs.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,12 @@ class GlueTask:
     @property
     def is_own(self) -> bool:
         return self.dataset is not None
+
+    def with_label_names(self, names) -> GlueTask:
+        """The task with the class names a stage recorded (a dataset of your own finds them in its
+        train file); itself when none were recorded or they are the table's."""
+        names = tuple(names or self.label_names)
+        return self if names == self.label_names else dataclasses.replace(self, label_names=names, raw_labels=names)
 
     @property
     def num_labels(self) -> int:

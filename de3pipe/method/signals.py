@@ -124,9 +124,7 @@ class Signals:
         of your own may have found them in its train file)."""
         from de3pipe.data.tasks import get_task
 
-        task = get_task(self.meta["task"])
-        names = tuple(self.meta.get("label_names") or task.label_names)
-        return task if names == task.label_names else dataclasses.replace(task, label_names=names, raw_labels=names)
+        return get_task(self.meta["task"]).with_label_names(self.meta.get("label_names"))
 
     def layer(self, layer: int) -> LayerSignals:
         """Signals at 1-based ``layer`` for all samples."""

@@ -66,19 +66,9 @@ def weighted_metric(metric: str, labels: np.ndarray, predictions: np.ndarray, we
         return correct / total
     classes = range(int(max(labels.max(), predictions.max())) + 1)
     if metric == "f1":  # binary, positive class 1
-        tp = weighted_sum((predictions == 1) & (labels == 1), weights)
-        predicted = weighted_sum(predictions == 1, weights)
-        actual = weighted_sum(labels == 1, weights)
-        denominator = predicted + actual
-        return np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+        return _class_f1(labels, predictions, weights, 1)[0]
     if metric == "macro_f1":  # the mean F1 over the classes present in the labels or the predictions
-        per_class, present = [], []
-        for k in classes:
-            tp = weighted_sum((predictions == k) & (labels == k), weights)
-            predicted, actual = weighted_sum(predictions == k, weights), weighted_sum(labels == k, weights)
-            denominator = predicted + actual
-            per_class.append(np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0))
-            present.append(denominator > 0)
+        per_class, present = zip(*(_class_f1(labels, predictions, weights, k) for k in classes), strict=True)
         return np.sum(per_class, axis=0) / np.maximum(np.sum(present, axis=0), 1)
     if metric == "matthews":  # the multi-class form (Gorodkin), as sklearn computes it
         true_counts = np.stack([weighted_sum(labels == k, weights) for k in classes])  # (K, B)
@@ -89,6 +79,13 @@ def weighted_metric(metric: str, labels: np.ndarray, predictions: np.ndarray, we
         denominator = np.sqrt(cov_pred * cov_true)
         return np.divide(cov_pred_true, denominator, out=np.zeros_like(cov_pred_true), where=denominator > 0)
     raise De3Error(f"no weighted form of the metric {metric!r}")
+
+
+def _class_f1(labels, predictions, weights, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class ``k``'s F1 (Q, B) and whether the class occurs in the labels or the predictions."""
+    tp = weighted_sum((predictions == k) & (labels == k), weights)
+    denominator = weighted_sum(predictions == k, weights) + weighted_sum(labels == k, weights)
+    return np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0), denominator > 0
 
 
 def weighted_speedup(exit_layer: np.ndarray, num_layers: int, weights: np.ndarray) -> np.ndarray:

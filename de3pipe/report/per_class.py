@@ -14,6 +14,11 @@ if TYPE_CHECKING:
     from de3pipe.report.comparison import RunPoints
 
 
+def class_names(names: list[str], n_classes: int) -> list[str]:
+    """The recorded class names, a class index beyond them shown by number."""
+    return list(names) + [str(k) for k in range(len(names), n_classes)]
+
+
 def class_recall(labels: np.ndarray, prediction: np.ndarray, n_classes: int) -> np.ndarray:
     """(K,) recall of each class; NaN for a class absent from ``labels``."""
     support = np.bincount(labels, minlength=n_classes).astype(np.float64)
@@ -28,7 +33,7 @@ def per_class(runs: list[RunPoints], label_names: list[str], strategies: list[st
     n_classes = max(len(label_names), *(int(run.labels.max()) + 1 for run in runs))
     if n_classes < 3:
         return None
-    names = list(label_names) + [str(k) for k in range(len(label_names), n_classes)]
+    names = class_names(label_names, n_classes)
     recall = {"full model": _over_seeds([class_recall(r.labels, r.full_prediction, n_classes) for r in runs])}
     for name in strategies:
         rows = [run.rows(name, "target", target) for run in runs]

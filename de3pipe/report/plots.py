@@ -10,6 +10,7 @@ import numpy as np
 
 from de3pipe.data.tasks import get_task
 from de3pipe.method.strategies import compared_names, registry
+from de3pipe.report.per_class import class_names
 
 
 def plot_task(task: str, lines: dict, points: dict, entry: dict, n_seeds: int, path: Path) -> None:
@@ -94,8 +95,6 @@ def plot_prototype_space(arrays: dict[str, dict], path: Path) -> None:
     plt.close(fig)
 
 
-
-
 def class_colors(n_classes: int, plt) -> list:
     """One distinct colour per class: tab10 up to ten classes, tab20 up to twenty, then a hue wheel."""
     if n_classes <= 10:
@@ -110,5 +109,4 @@ def _label_names(task: str, data: dict) -> list[str]:
     task table's; a class index beyond both is shown by number."""
     meta = json.loads(str(data["meta"])) if "meta" in data else {}
     names = list(meta.get("label_names") or get_task(task).label_names)
-    n_classes = max(int(data["labels"].max(initial=-1)) + 1, data["prototypes"].shape[1], len(names))
-    return names + [str(k) for k in range(len(names), n_classes)]
+    return class_names(names, max(int(data["labels"].max(initial=-1)) + 1, data["prototypes"].shape[1], len(names)))
